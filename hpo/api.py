@@ -1,0 +1,109 @@
+"""The Python API; the CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from hpo.errors import ConfigError
+from hpo.runner import SPEC_ATTR, open_storage, run_study
+from hpo.settings import Settings, redact
+from hpo.spec import StudySpec, build_spec, load_spec
+from hpo.summary import StudySummary, front_rows
+from hpo.tracking import PARENT_ATTR
+
+_FLAG_FIELDS = {
+    "trials": "run.trials",
+    "sampler": "run.sampler",
+    "seed": "run.seed",
+    "concurrency": "run.concurrency",
+    "cpus": "run.resources.cpus",
+    "gpus": "run.resources.gpus",
+    "constraints": "constraints",
+}
+
+
+def resolve_spec(
+    study: str,
+    *,
+    overrides: Sequence[tuple[str, Any]] = (),
+    study_name: str | None = None,
+    **flags: Any,
+) -> StudySpec:
+    """Load a study file with ``--set``-style overrides, then the named flags on top
+    (``trials=``, ``sampler=``, ``seed=``, ``concurrency=``, ``cpus=``, ``gpus=``,
+    ``constraints=[...]``); ``None`` leaves the file's value."""
+    unknown = set(flags) - set(_FLAG_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    from_flags = [(_FLAG_FIELDS[k], v) for k, v in flags.items() if v is not None]
+    return load_spec(study, [*overrides, *from_flags], study_name=study_name)
+
+
+def run(
+    study: str,
+    *,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    show_progress: bool = True,
+    overrides: Sequence[tuple[str, Any]] = (),
+    study_name: str | None = None,
+    **flags: Any,
+) -> StudySummary:
+    """Run or resume a study until it has its budget of finished trials.
+
+    >>> summary = hpo.run("curves", trials=30)          # doctest: +SKIP
+    """
+    spec = resolve_spec(study, overrides=overrides, study_name=study_name, **flags)
+    settings = Settings.resolve(storage, tracking_uri)
+    return run_study(spec, settings, address=address, show_progress=show_progress)
+
+
+def load(study_name: str, *, storage: str | None = None) -> tuple[optuna.Study, StudySpec]:
+    """An existing study and the specification it was created with."""
+    settings = Settings.resolve(storage)
+    store = open_storage(settings)
+    names = [s.study_name for s in optuna.study.get_all_study_summaries(store)]
+    if study_name not in names:
+        raise ConfigError(
+            f"no study {study_name!r} in {redact(settings.storage_url)} "
+            f"(studies: {', '.join(names) or 'none'})"
+        )
+    study = optuna.load_study(study_name=study_name, storage=store)
+    spec = build_spec(study.user_attrs[SPEC_ATTR], study_name, f"study {study_name!r}")
+    return study, spec
+
+
+def summary(study_name: str, *, storage: str | None = None) -> StudySummary:
+    study, spec = load(study_name, storage=storage)
+    return StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
+
+
+def pareto_front(study_name: str, *, storage: str | None = None) -> pd.DataFrame:
+    """The feasible Pareto front: one row per trial (params, objectives, constraint
+    metrics, MLflow run id)."""
+    study, spec = load(study_name, storage=storage)
+    front = StudySummary.of(study.get_trials(deepcopy=False), spec.goals).front
+    rows = front_rows(front, spec.goals, [c.metric for c in spec.constraints])
+    return pd.DataFrame(rows)
+
+
+def list_studies(*, storage: str | None = None) -> list[dict[str, Any]]:
+    """Every study in the storage with its trial counts."""
+    store = open_storage(Settings.resolve(storage))
+    rows = []
+    for s in optuna.study.get_all_study_summaries(store, include_best_trial=False):
+        rows.append(
+            {
+                "study": s.study_name,
+                "trials": s.n_trials,
+                "directions": [d.name.lower() for d in s.directions],
+                "started": s.datetime_start,
+                "mlflow_run_id": s.user_attrs.get(PARENT_ATTR),
+            }
+        )
+    return rows

@@ -1,0 +1,48 @@
+"""``hpo`` command line: parsing only; each command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from hpo.cli import ls, pareto, status, study
+from hpo.errors import ConfigError, RunError
+from hpo.settings import redact
+
+COMMANDS = (study, pareto, status, ls)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Usage errors: one line, exit 2 (argparse prints the whole usage otherwise)."""
+        self.exit(2, f"hpo: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hpo",
+        description="Multi-objective hyperparameter optimization on Ray Tune, Optuna and MLflow.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for command in COMMANDS:
+        command.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"hpo: error: {redact(str(exc))}", file=sys.stderr)
+        return ConfigError.exit_code
+    except RunError as exc:
+        print(f"hpo: failed: {redact(str(exc))}", file=sys.stderr)
+        return RunError.exit_code
+    except KeyboardInterrupt:
+        print(
+            "hpo: interrupted; finished trials are kept, run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130

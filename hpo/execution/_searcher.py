@@ -1,0 +1,111 @@
+"""A Ray Tune searcher that asks and tells the Optuna study in storage.
+
+Unlike Ray's bundled ``OptunaSearch`` it keeps no study in memory (the storage is the
+truth, so resume and the dashboard see every trial), records early-stopped trials as
+PRUNED rather than COMPLETE, and stores constraint values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import optuna
+from ray.tune.search import Searcher
+
+from hpo.settings import Settings
+from hpo.spec import StudySpec
+from hpo.summary import StudySummary
+from hpo.trials import FINAL, STEP, Outcome, ask, decide, tell
+
+
+class Observer(Protocol):
+    """Something that follows trials as they start, report and end (MLflow, progress)."""
+
+    def trial_started(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None: ...
+
+    def trial_reported(self, number: int, step: int, metrics: Mapping[str, float]) -> None: ...
+
+    def trial_finished(self, outcome: Outcome, summary: StudySummary) -> None: ...
+
+
+class StudySearcher(Searcher):
+    def __init__(
+        self,
+        study: optuna.Study,
+        spec: StudySpec,
+        settings: Settings,
+        observers: Sequence[Observer],
+    ) -> None:
+        super().__init__()
+        self.study, self.spec, self.settings = study, spec, settings
+        self.observers = list(observers)
+        self.interrupted = False
+        self._live: dict[str, tuple[optuna.Trial, dict[str, Any]]] = {}
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
+    ) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.interrupted:
+            return None
+        trial, params = ask(self.study, self.spec)
+        self._live[trial_id] = (trial, params)
+        for observer in self.observers:
+            observer.trial_started(trial, params)
+        return {
+            "study": self.study.study_name,
+            "objective": self.spec.objective,
+            "args": dict(self.spec.objective_args),
+            "params": params,
+            "number": trial.number,
+            "seed": trial.user_attrs["seed"],
+            "cpus": self.spec.resources.cpus,
+            "gpus": self.spec.resources.gpus,
+            "output_dir": str(
+                self.settings.study_dir(self.study.study_name) / "trials" / f"{trial.number:04d}"
+            ),
+        }
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id not in self._live or STEP not in result or result.get(FINAL):
+            return
+        number = self._live[trial_id][0].number
+        metrics = {
+            k: float(v)
+            for k, v in result.items()
+            if k in self.spec.metrics and isinstance(v, int | float)
+        }
+        for observer in self.observers:
+            observer.trial_reported(number, int(result[STEP]), metrics)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        if trial_id not in self._live:
+            return
+        trial, params = self._live.pop(trial_id)
+        outcome = decide(
+            self.spec, trial.number, params, result, crashed=error, interrupted=self.interrupted
+        )
+        tell(self.study, trial, outcome)
+        summary = StudySummary.of(self.study.get_trials(deepcopy=False), self.spec.goals)
+        for observer in self.observers:
+            observer.trial_finished(outcome, summary)
+
+    def close_unfinished_if_any(self) -> None:
+        """Tell every trial Ray did not report back as interrupted (driver stopping)."""
+        if self._live:
+            self.interrupted = True
+        for trial_id in list(self._live):
+            self.on_trial_complete(trial_id)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles its search algorithm with the experiment; nothing here is needed to
+        resume (the study is), and the storage connection cannot be pickled."""
+        return {}
+
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        """Nothing to save: the Optuna storage already holds every trial."""

@@ -1,0 +1,104 @@
+"""Run trials as Ray Tune trials: resources per trial, concurrency, actor reuse.
+
+Ray decides *where* trials run; the searcher decides *what* runs (Optuna) and how each
+trial is recorded. A local Ray is started and stopped unless one is already running in
+this process or ``address`` names a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import ray
+from ray import tune
+
+from hpo.execution._searcher import StudySearcher
+from hpo.execution._trainable import run_trial
+from hpo.settings import Settings
+from hpo.spec import StudySpec
+
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # hpo handles Ctrl+C itself
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+
+
+class _StopWhenInterrupted(tune.Stopper):
+    def __init__(self, searcher: StudySearcher) -> None:
+        self.searcher = searcher
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.searcher.interrupted
+
+
+@contextmanager
+def _interruptible(searcher: StudySearcher) -> Iterator[None]:
+    """First Ctrl+C (or SIGTERM): stop gracefully; the second one aborts."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if searcher.interrupted:
+            raise KeyboardInterrupt
+        searcher.interrupted = True
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_trials(
+    searcher: StudySearcher,
+    spec: StudySpec,
+    settings: Settings,
+    num_trials: int,
+    *,
+    address: str | None = None,
+) -> None:
+    """Run ``num_trials`` trials through Ray Tune; returns when done or interrupted."""
+    own_ray = not ray.is_initialized()
+    if own_ray:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+    try:
+        trainable = tune.with_resources(
+            run_trial, {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+        )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=num_trials,
+                max_concurrent_trials=spec.concurrency,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(settings.home / "ray"),
+                verbose=0,
+                stop=_StopWhenInterrupted(searcher),
+                failure_config=tune.FailureConfig(max_failures=0),
+                checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+            ),
+        )
+        with _interruptible(searcher):
+            tuner.fit()
+    finally:
+        searcher.close_unfinished_if_any()
+        if own_ray:
+            ray.shutdown()

@@ -1,0 +1,68 @@
+"""The contract between hpo and a training objective.
+
+An objective is a class registered under a name (see ``_registry``). hpo builds it
+once per trial, inside the trial's worker process, from the fixed ``args`` of the
+study file, then calls :meth:`Objective.run` with the trial's parameters.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What an objective may know about the trial it runs in."""
+
+    study_name: str
+    number: int
+    """Optuna trial number."""
+    seed: int
+    """Seed of this trial, derived from the study seed and the trial number."""
+    cpus: float
+    gpus: float
+    output_dir: Path
+    """A directory owned by this trial; created before :meth:`Objective.run` is called."""
+
+
+class Reporter(Protocol):
+    """Reports intermediate metrics; call it any number of times with increasing steps."""
+
+    def __call__(self, step: int, metrics: Mapping[str, float]) -> None: ...
+
+
+class Objective(abc.ABC):
+    """Base class of objectives.
+
+    Subclasses take their fixed arguments (``objective.args`` in the study file) as
+    keyword arguments of ``__init__`` and raise ``ValueError`` for a bad value; an
+    unknown argument is rejected by hpo before the class is built.
+    """
+
+    metrics: ClassVar[tuple[str, ...]] = ()
+    """Names of every metric :meth:`run` reports or returns. Objectives and constraints
+    of a study may only name these."""
+
+    parameters: ClassVar[tuple[str, ...] | None] = None
+    """Hyperparameter names the objective understands; ``None`` accepts any name."""
+
+    def __init__(self, **args: Any) -> None:
+        if args:
+            raise TypeError(f"unexpected arguments {sorted(args)}")
+
+    def metric_names(self) -> Sequence[str]:
+        """Metrics produced with these arguments (override when they depend on them)."""
+        return self.metrics
+
+    @abc.abstractmethod
+    def run(
+        self, params: Mapping[str, Any], context: TrialContext, report: Reporter
+    ) -> Mapping[str, float]:
+        """Train and evaluate one configuration; return the final metrics.
+
+        Raise any exception to fail the trial: the study carries on.
+        """

@@ -1,0 +1,137 @@
+"""Run or resume a study: the one place that wires storage, tracking, progress and Ray."""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
+
+from hpo.errors import ConfigError, RunError
+from hpo.execution import StudySearcher, run_trials
+from hpo.progress import Progress
+from hpo.samplers import create_sampler
+from hpo.settings import Settings, redact
+from hpo.spec import StudySpec
+from hpo.summary import StudySummary
+from hpo.tracking import Tracker
+from hpo.trials import SYSTEM_DRIVER, decide, tell
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPEC_ATTR = "hpo_spec"
+
+
+def open_storage(settings: Settings, *, create: bool = False) -> optuna.storages.BaseStorage:
+    """The Optuna RDB storage; a database that cannot be reached is a runtime error.
+
+    Without ``create``, a SQLite file that does not exist is a user error (nothing is
+    created by commands that only read).
+    """
+    path = settings.sqlite_path
+    if not create and path is not None and not path.exists():
+        raise ConfigError(f"no storage at {path}; run `hpo study` first or pass --storage")
+    engine_kwargs = (
+        {"connect_args": {"timeout": 60}}
+        if settings.storage_url.startswith("sqlite")
+        else {"pool_pre_ping": True}
+    )
+    try:
+        return optuna.storages.RDBStorage(settings.storage_url, engine_kwargs=engine_kwargs)
+    except (SQLAlchemyError, OSError) as exc:
+        raise RunError(
+            f"cannot open storage {redact(settings.storage_url)}: "
+            f"{redact(str(exc).splitlines()[0])}"
+        ) from None
+
+
+def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create the study, or load it and check it still means the same thing."""
+    names = {s.study_name: s for s in optuna.study.get_all_study_summaries(storage)}
+    existing = names.get(spec.name)
+    if existing is not None:
+        stored = [d.name.lower() for d in existing.directions]
+        recorded = existing.user_attrs.get(SPEC_ATTR, {}).get("objectives")
+        wanted = [{"metric": g.metric, "direction": g.direction} for g in spec.goals]
+        if stored != spec.directions or (
+            recorded is not None
+            and [{"metric": o["metric"], "direction": o["direction"]} for o in recorded] != wanted
+        ):
+            raise ConfigError(
+                f"study {spec.name!r} in this storage optimizes "
+                f"{recorded or stored}, not {wanted}; use --study-name for a new "
+                "study",
+                source=spec.source,
+                field="objectives",
+            )
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        directions=spec.directions,
+        sampler=create_sampler(spec),
+        load_if_exists=True,
+    )
+    if existing is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([goal.metric for goal in spec.goals])
+    study.set_user_attr(SPEC_ATTR, dict(spec.raw))
+    study.set_user_attr("constraints", [str(c) for c in spec.constraints])
+    return study
+
+
+def recover_interrupted(study: optuna.Study, spec: StudySpec) -> int:
+    """Close RUNNING trials whose driver on this host is gone; their configs run again."""
+    host = socket.gethostname()
+    recovered = 0
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        driver = frozen.system_attrs.get(SYSTEM_DRIVER, "")
+        driver_host, _, pid = driver.rpartition(":")
+        if driver_host == host and pid.isdigit() and not _alive(int(pid)):
+            trial = optuna.Trial(study, frozen._trial_id)
+            tell(study, trial, decide(spec, frozen.number, frozen.params, None))
+            recovered += 1
+    return recovered
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_study(
+    spec: StudySpec, settings: Settings, *, address: str | None = None, show_progress: bool = True
+) -> StudySummary:
+    """Run the study until it has ``spec.trials`` finished trials, resuming what exists.
+
+    Returns the final summary; raises ``KeyboardInterrupt`` after a clean stop when the
+    user interrupted it (finished trials are kept, running ones are re-run on resume).
+    """
+    settings.prepare()
+    study = load_study(spec, open_storage(settings, create=True))
+    recover_interrupted(study, spec)
+    tracker = Tracker(spec, settings, study)
+    tracker.close_orphans(study)
+    summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
+    remaining = spec.trials - summary.finished
+    progress = Progress(spec.name, spec.trials, summary) if show_progress else None
+    observers = [tracker] + ([progress] if progress else [])
+    searcher = StudySearcher(study, spec, settings, observers)
+    try:
+        if remaining > 0:
+            run_trials(searcher, spec, settings, remaining, address=address)
+    finally:
+        if progress is not None:
+            progress.close()
+        tracker.close(interrupted=searcher.interrupted)
+    if searcher.interrupted:
+        raise KeyboardInterrupt
+    return StudySummary.of(study.get_trials(deepcopy=False), spec.goals)

@@ -1,0 +1,24 @@
+"""Study files: the declarative definition of a study, validated up front."""
+
+from hpo.spec._constraints import Constraint
+from hpo.spec._load import (
+    build_spec,
+    bundled_study_dir,
+    find_study_file,
+    load_spec,
+    parse_assignment,
+)
+from hpo.spec._model import Goal, Parameter, Resources, StudySpec
+
+__all__ = [
+    "Constraint",
+    "Goal",
+    "Parameter",
+    "Resources",
+    "StudySpec",
+    "build_spec",
+    "bundled_study_dir",
+    "find_study_file",
+    "load_spec",
+    "parse_assignment",
+]

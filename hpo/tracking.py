@@ -1,0 +1,250 @@
+"""MLflow: one parent run per study, one nested child run per trial.
+
+All logging happens in the driver: trials stream results to it anyway, and the driver
+is the one place that knows how each trial ended. Intermediate metrics are buffered and
+written with ``log_batch``, not one request per value.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from hpo.settings import Settings, redact
+from hpo.spec import StudySpec
+from hpo.summary import StudySummary, front_rows
+from hpo.trials import ATTR_RUN_ID, Outcome
+
+PARENT_ATTR = "mlflow_parent_run_id"
+TAG_STUDY, TAG_ROLE, TAG_TRIAL = "hpo.study", "hpo.role", "hpo.trial"
+_END_STATUS = {
+    TrialState.COMPLETE: "FINISHED",
+    TrialState.PRUNED: "KILLED",
+    TrialState.FAIL: "FAILED",
+}
+_FLUSH_SECONDS = 2.0
+_MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch
+
+for _noisy in ("alembic", "mlflow.store.db.utils"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+
+class Tracker:
+    """Writes a study and its trials to MLflow."""
+
+    def __init__(self, spec: StudySpec, settings: Settings, study: optuna.Study) -> None:
+        self.spec = spec
+        self.client = MlflowClient(tracking_uri=settings.tracking_uri)
+        self.experiment_id = self._experiment(study.study_name, settings)
+        self.parent_id = self._parent_run(study, settings)
+        self._children: dict[int, str] = {}
+        self._pending: dict[int, list[Metric]] = {}
+        self._last_flush = time.monotonic()
+        self._front: tuple[int, ...] | None = None
+
+    def _experiment(self, name: str, settings: Settings) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        location = (settings.artifact_root / name).as_uri()
+        return str(self.client.create_experiment(name, artifact_location=location))
+
+    def _parent_run(self, study: optuna.Study, settings: Settings) -> str:
+        run_id = study.user_attrs.get(PARENT_ATTR)
+        if run_id is None:
+            found = self.client.search_runs(
+                [self.experiment_id],
+                f"tags.`{TAG_STUDY}` = '{study.study_name}' and tags.`{TAG_ROLE}` = 'study'",
+                max_results=1,
+            )
+            run_id = found[0].info.run_id if found else None
+        if run_id is None:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=study.study_name,
+                tags={
+                    TAG_STUDY: study.study_name,
+                    TAG_ROLE: "study",
+                    "mlflow.note.content": self.spec.description,
+                },
+            )
+            run_id = run.info.run_id
+            self._log_study(run_id, study.study_name, settings)
+            study.set_user_attr(PARENT_ATTR, run_id)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return str(run_id)
+
+    def _log_study(self, run_id: str, name: str, settings: Settings) -> None:
+        spec = self.spec
+        params = {
+            "objective": spec.objective,
+            "sampler": spec.sampler,
+            "seed": spec.seed,
+            "concurrency": spec.concurrency,
+            "cpus_per_trial": spec.resources.cpus,
+            "gpus_per_trial": spec.resources.gpus,
+            "objectives": ", ".join(f"{g.direction} {g.metric}" for g in spec.goals),
+            "constraints": "; ".join(map(str, spec.constraints)) or "none",
+            "study_file": spec.source,
+        }
+        params.update({f"args.{k}": v for k, v in spec.objective_args.items()})
+        self.client.log_batch(
+            run_id,
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            tags=[RunTag("hpo.storage", redact(settings.storage_url))],
+        )
+        self.client.log_text(
+            run_id, json.dumps(spec.raw, indent=2, default=str), "study_resolved.json"
+        )
+
+    # -- trials ---------------------------------------------------------------------------
+    def trial_started(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
+        number = trial.number
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{number:04d}",
+            tags={
+                "mlflow.parentRunId": self.parent_id,
+                TAG_STUDY: self.spec.name,
+                TAG_ROLE: "trial",
+                TAG_TRIAL: str(number),
+            },
+        )
+        self._children[number] = run.info.run_id
+        trial.set_user_attr(ATTR_RUN_ID, run.info.run_id)
+        self.client.log_batch(
+            run.info.run_id,
+            params=[
+                Param(k, str(v))
+                for k, v in {
+                    **params,
+                    "trial_number": number,
+                    "seed": trial.user_attrs.get("seed"),
+                }.items()
+            ],
+        )
+
+    def trial_reported(self, number: int, step: int, metrics: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self._pending.setdefault(number, []).extend(
+            Metric(key, float(value), now, step)
+            for key, value in metrics.items()
+            if math.isfinite(value)
+        )
+        if time.monotonic() - self._last_flush > _FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self, number: int | None = None) -> None:
+        numbers = list(self._pending) if number is None else [number]
+        for n in numbers:
+            metrics = self._pending.pop(n, [])
+            for i in range(0, len(metrics), _MAX_BATCH):
+                self.client.log_batch(self._children[n], metrics=metrics[i : i + _MAX_BATCH])
+        self._last_flush = time.monotonic()
+
+    def trial_finished(self, outcome: Outcome, summary: StudySummary) -> None:
+        if outcome.number in self._children:
+            self.flush(outcome.number)
+            self._close_child(self._children.pop(outcome.number), outcome)
+        self._log_summary(summary)
+
+    def _close_child(self, run_id: str, outcome: Outcome) -> None:
+        metrics = {f"final.{k}": v for k, v in outcome.metrics.items() if math.isfinite(v)}
+        for constraint, value in zip(
+            self.spec.constraints, outcome.constraints or [], strict=False
+        ):
+            metrics[f"constraint.{constraint.metric}"] = value
+        if outcome.state == TrialState.COMPLETE:
+            metrics["feasible"] = float(outcome.feasible)
+        now = int(time.time() * 1000)
+        tags = [
+            RunTag("hpo.state", outcome.state.name),
+            RunTag("hpo.feasible", str(outcome.feasible).lower()),
+        ]
+        if outcome.reason:
+            tags.append(RunTag("hpo.reason", outcome.reason[:5000]))
+        self.client.log_batch(
+            run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags
+        )
+        status = "KILLED" if outcome.interrupted else _END_STATUS[outcome.state]
+        self.client.set_terminated(run_id, status)
+
+    def _log_summary(self, summary: StudySummary) -> None:
+        if summary.hypervolume is not None:
+            self.client.log_metric(
+                self.parent_id, "hypervolume", summary.hypervolume, step=summary.finished
+            )
+        self.client.log_batch(
+            self.parent_id,
+            metrics=[
+                Metric(k, float(v), int(time.time() * 1000), summary.finished)
+                for k, v in (
+                    ("feasible_trials", summary.feasible),
+                    ("pareto_size", len(summary.front)),
+                )
+            ],
+        )
+        numbers = tuple(t.number for t in summary.front)
+        if numbers != self._front:
+            self._front = numbers
+            self.log_front(summary)
+
+    def log_front(self, summary: StudySummary) -> None:
+        """Rewrite the parent's ``pareto_front.csv`` / ``.json`` artifacts."""
+        rows = front_rows(
+            summary.front, self.spec.goals, [c.metric for c in self.spec.constraints]
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            json_path = Path(tmp) / "pareto_front.json"
+            json_path.write_text(json.dumps(rows, indent=2, default=str))
+            csv_path = Path(tmp) / "pareto_front.csv"
+            csv_path.write_text(_csv(rows))
+            self.client.log_artifact(self.parent_id, str(json_path))
+            self.client.log_artifact(self.parent_id, str(csv_path))
+
+    # -- life cycle -----------------------------------------------------------------------
+    def close_orphans(self, study: optuna.Study) -> int:
+        """End child runs left RUNNING whose trial is no longer running (crashed driver)."""
+        running = {
+            t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        }
+        closed = 0
+        for run in self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`mlflow.parentRunId` = '{self.parent_id}' and attributes.status = 'RUNNING'",
+            max_results=10_000,
+        ):
+            if int(run.data.tags.get(TAG_TRIAL, -1)) not in running:
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                closed += 1
+        return closed
+
+    def close(self, *, interrupted: bool) -> None:
+        self.flush()
+        for run_id in self._children.values():
+            self.client.set_terminated(run_id, "KILLED")
+        self._children.clear()
+        self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FINISHED")
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

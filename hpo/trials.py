@@ -1,0 +1,179 @@
+"""Asking the Optuna study for trials and telling it their outcomes.
+
+The study in storage is the source of truth: every trial is created by ``ask`` there
+and closed by ``tell`` there, whatever ran it. This module knows nothing of Ray.
+
+Constraint values are stored twice, with the same values: through Optuna 5's
+``Trial.set_constraint`` (keys "0", "1", ... in declaration order) and as the legacy
+``constraints`` list that optuna-dashboard reads. Optuna merges both into one dict
+(same keys, same values), so samplers, ``study.best_trials`` and the dashboard agree.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from hpo.spec import Parameter, StudySpec
+
+# Both constraint formats carry identical values by construction (see module docstring).
+warnings.filterwarnings("ignore", message="Overwrite an old format constraint")
+
+# Keys of the result dicts a trial sends back while it runs.
+STEP = "hpo_step"
+FINAL = "hpo_final"
+ERROR = "hpo_error"
+
+# Trial attributes hpo writes.
+ATTR_METRICS = "metrics"
+ATTR_SEED = "seed"
+ATTR_FAIL_REASON = "fail_reason"
+ATTR_INTERRUPTED = "interrupted"
+ATTR_RUN_ID = "mlflow_run_id"
+SYSTEM_DRIVER = "hpo:driver"
+LEGACY_CONSTRAINTS = "constraints"
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """Seed of trial ``number``: distinct per trial, reproducible from the study seed."""
+    return (study_seed * 1_000_003 + number * 7_919 + 1) % (2**31 - 1)
+
+
+def driver_id() -> str:
+    """This process, as recorded on the trials it runs (host:pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def counts_towards_budget(trial: optuna.trial.FrozenTrial) -> bool:
+    """Finished trials count, except those closed because their driver went away."""
+    return trial.state in FINISHED and not trial.user_attrs.get(ATTR_INTERRUPTED)
+
+
+def ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, dict[str, Any]]:
+    """Create a trial in storage and sample its active parameters in declaration order."""
+    trial = study.ask()
+    params: dict[str, Any] = {}
+    for parameter in spec.parameters:
+        if parameter.is_active(params):
+            params[parameter.name] = _suggest(trial, parameter)
+    trial.set_user_attr(ATTR_SEED, trial_seed(spec.seed, trial.number))
+    trial.storage.set_trial_system_attr(trial._trial_id, SYSTEM_DRIVER, driver_id())
+    return trial, params
+
+
+def _suggest(trial: optuna.Trial, parameter: Parameter) -> Any:
+    dist = parameter.distribution
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(
+            parameter.name, dist.low, dist.high, step=dist.step, log=dist.log
+        )
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(parameter.name, dist.low, dist.high, step=dist.step, log=dist.log)
+    assert isinstance(dist, CategoricalDistribution)
+    return trial.suggest_categorical(parameter.name, dist.choices)
+
+
+@dataclass
+class Outcome:
+    """How a trial ended, decided from what it sent back."""
+
+    number: int
+    state: TrialState
+    params: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    values: list[float] | None = None
+    constraints: list[float] | None = None
+    reason: str | None = None
+    interrupted: bool = False
+
+    @property
+    def feasible(self) -> bool:
+        return self.state == TrialState.COMPLETE and all(c <= 0 for c in self.constraints or [])
+
+
+def decide(
+    spec: StudySpec,
+    number: int,
+    params: dict[str, Any],
+    result: Mapping[str, Any] | None,
+    *,
+    crashed: bool = False,
+    interrupted: bool = False,
+) -> Outcome:
+    """Turn the last result a trial sent into its Optuna state.
+
+    * an exception in the objective, a crashed worker, a missing or non-finite objective
+      or constraint metric: FAIL, with the reason;
+    * stopped before its final result (early stopping): PRUNED;
+    * stopped because the study was interrupted: FAIL marked ``interrupted``, which does
+      not count towards the budget (the trial is run again on resume);
+    * otherwise COMPLETE with its objective values and constraint values.
+    """
+    metrics = {
+        k: float(v)
+        for k, v in (result or {}).items()
+        if k in spec.metrics and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    outcome = Outcome(number, TrialState.FAIL, params, metrics)
+    if crashed:
+        outcome.reason = "the trial's worker process died (killed, out of memory or crashed)"
+    elif result is not None and result.get(ERROR):
+        outcome.reason = str(result[ERROR])
+    elif result is None or not result.get(FINAL):
+        if interrupted or result is None:
+            outcome.reason, outcome.interrupted = "interrupted: the study was stopped", True
+        else:
+            outcome.state = TrialState.PRUNED
+            outcome.reason = str(result.get("hpo_stop_reason") or "stopped early")
+    else:
+        outcome.reason = _missing_or_bad(spec, metrics)
+        if outcome.reason is None:
+            outcome.state = TrialState.COMPLETE
+            outcome.values = [metrics[goal.metric] for goal in spec.goals]
+            outcome.constraints = [c.violation(metrics) for c in spec.constraints]
+    return outcome
+
+
+def _missing_or_bad(spec: StudySpec, metrics: Mapping[str, float]) -> str | None:
+    needed = [goal.metric for goal in spec.goals] + [c.metric for c in spec.constraints]
+    for metric in dict.fromkeys(needed):
+        if metric not in metrics:
+            return f"metric {metric!r} was not returned"
+        if not math.isfinite(metrics[metric]):
+            return f"metric {metric!r} is {metrics[metric]}"
+    return None
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
+    """Record the outcome on the trial in storage and close it."""
+    trial.set_user_attr(
+        ATTR_METRICS, {k: v for k, v in outcome.metrics.items() if math.isfinite(v)}
+    )
+    if outcome.reason is not None:
+        trial.set_user_attr(ATTR_FAIL_REASON, outcome.reason)
+    if outcome.interrupted:
+        trial.set_user_attr(ATTR_INTERRUPTED, True)
+    if outcome.constraints is not None:
+        trial.storage.set_trial_system_attr(
+            trial._trial_id, LEGACY_CONSTRAINTS, outcome.constraints
+        )
+        for i, value in enumerate(outcome.constraints):
+            trial.set_constraint(str(i), value)
+    study.tell(
+        trial,
+        outcome.values if outcome.state == TrialState.COMPLETE else None,
+        state=outcome.state,
+    )
+    if outcome.interrupted:
+        study.enqueue_trial(outcome.params, skip_if_exists=False)
