@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "run": "hpo.api",
     "load": "hpo.api",
-    "summary": "hpo.api",
+    "status": "hpo.api",
     "pareto_front": "hpo.api",
     "list_studies": "hpo.api",
     "resolve_spec": "hpo.api",
@@ -40,11 +40,11 @@ __all__ = [
     "pareto_front",
     "resolve_spec",
     "run",
-    "summary",
+    "status",
 ]
 
 if TYPE_CHECKING:
-    from hpo.api import list_studies, load, pareto_front, resolve_spec, run, summary
+    from hpo.api import list_studies, load, pareto_front, resolve_spec, run, status
     from hpo.errors import ConfigError, RunError
     from hpo.objectives import Objective, Reporter, TrialContext
     from hpo.spec import StudySpec, load_spec

@@ -78,7 +78,8 @@ def load(study_name: str, *, storage: str | None = None) -> tuple[optuna.Study, 
     return study, spec
 
 
-def summary(study_name: str, *, storage: str | None = None) -> StudySummary:
+def status(study_name: str, *, storage: str | None = None) -> StudySummary:
+    """Where the study stands: counts by state, feasible, Pareto front, hypervolume."""
     study, spec = load(study_name, storage=storage)
     return StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 TESTS_DIR = Path(__file__).parent
+sys.path.insert(0, str(TESTS_DIR / "support"))
 
 RunHpo = Callable[..., subprocess.CompletedProcess[str]]
 

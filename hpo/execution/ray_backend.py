@@ -19,6 +19,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from hpo.errors import RunError
 from hpo.execution._searcher import StudySearcher
 from hpo.execution._trainable import run_trial
 from hpo.settings import Settings
@@ -57,6 +58,15 @@ def _interruptible(searcher: StudySearcher) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _check_resources(spec: StudySpec) -> None:
+    """A trial that can never be placed would wait forever: say so instead."""
+    available = ray.cluster_resources()
+    for key, need in (("CPU", spec.resources.cpus), ("GPU", spec.resources.gpus)):
+        if need > available.get(key, 0.0):
+            raise RunError(f"each trial asks for {need:g} {key} but the Ray cluster has "
+                           f"{available.get(key, 0.0):g} (run.resources in {spec.source})")
+
+
 def run_trials(
     searcher: StudySearcher,
     spec: StudySpec,
@@ -76,6 +86,7 @@ def run_trials(
             configure_logging=True,
         )
     try:
+        _check_resources(spec)
         trainable = tune.with_resources(
             run_trial, {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
         )

@@ -1,0 +1,223 @@
+"""A synthetic SQuAD 2.0-style dataset: the distill-squad objective's offline default.
+
+Each paragraph states 3-5 facts about 2-3 made-up countries, every fact of a different
+relation ("The capital of Zorvia is Kelmar.", "Zorvia was founded in 1742."). Questions ask
+one relation of one country. About half are unanswerable, always as *hard negatives*: the
+question names a relation the paragraph states for another country, or a country of the
+paragraph with a relation the paragraph does not state, so answering needs the question's
+country and relation to be matched to a fact, not just spotted. Answers are one word (two
+for a leader's name), so a tiny BERT learns the task in seconds while a poor configuration
+collapses to "no answer".
+
+The output is the official SQuAD 2.0 ``data`` list; everything depends only on the seed.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+SOURCE_ID = "synthetic-squad-v2"
+GENERATOR_VERSION = 1
+"""Bump whenever the generated text changes: it is part of the objective's cache keys."""
+
+_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
+_VOWELS = ("a", "e", "i", "o", "u")
+_CODAS = ("", "", "n", "r", "l", "s")
+
+
+def _words(
+    rng: random.Random, count: int, syllables: int, suffix: str, taken: set[str]
+) -> list[str]:
+    """``count`` distinct capitalised pseudo-words (CV syllables + coda + suffix), not in taken."""
+    out: list[str] = []
+    while len(out) < count:
+        stem = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(syllables))
+        stem += rng.choice(_CODAS)
+        if suffix[:1] in _VOWELS and stem[-1] in _VOWELS:
+            stem = stem[:-1]  # "Zori" + "ia" -> "Zoria", not "Zoriia"
+        word = (stem + suffix).capitalize()
+        if word not in taken:
+            taken.add(word)
+            out.append(word)
+    return out
+
+
+def _vocabularies() -> dict[str, list[str]]:
+    """The fixed name pools (seed-independent, so every split shares one vocabulary)."""
+    rng = random.Random(20240917)
+    taken: set[str] = set()
+    return {
+        "country": _words(rng, 60, 2, "ia", taken),
+        "city": _words(rng, 40, 2, "", taken),
+        "river": _words(rng, 30, 2, "o", taken),
+        "first": _words(rng, 20, 2, "", taken),
+        "last": _words(rng, 20, 2, "", taken),
+        "language": _words(rng, 20, 1, "ish", taken),
+        "currency": [w.lower() for w in _words(rng, 15, 1, "ek", taken)],
+        "color": ["red", "blue", "green", "yellow", "white", "black", "orange", "purple"],
+        "year": [str(y) for y in range(1500, 1900, 7)],
+        "population": [f"{n}000" for n in range(12, 99, 3)],
+    }
+
+
+_POOLS = _vocabularies()
+
+# relation -> (value pool, fact templates, question templates); {e} entity, {v} value.
+_RELATIONS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "capital": (
+        "city",
+        ("The capital of {e} is {v}.", "{e}'s capital is {v}.", "{v} is the capital of {e}."),
+        ("What is the capital of {e}?", "Which city is the capital of {e}?"),
+    ),
+    "river": (
+        "river",
+        ("The longest river in {e} is the {v}.", "The {v} is the longest river in {e}."),
+        ("What is the longest river in {e}?", "Which river is the longest in {e}?"),
+    ),
+    "founded": (
+        "year",
+        ("{e} was founded in {v}.", "In {v}, {e} was founded."),
+        ("When was {e} founded?", "In what year was {e} founded?"),
+    ),
+    "leader": (
+        "leader",
+        ("The leader of {e} is {v}.", "{e} is led by {v}."),
+        ("Who is the leader of {e}?", "Who leads {e}?"),
+    ),
+    "language": (
+        "language",
+        ("People in {e} speak {v}.", "The language of {e} is {v}."),
+        ("What language is spoken in {e}?", "What language do people in {e} speak?"),
+    ),
+    "currency": (
+        "currency",
+        ("The currency of {e} is the {v}.", "{e} pays with the {v}."),
+        ("What is the currency of {e}?", "What money is used in {e}?"),
+    ),
+    "flag": (
+        "color",
+        ("The flag of {e} is {v}.", "{e} has a {v} flag."),
+        ("What color is the flag of {e}?", "What is the color of {e}'s flag?"),
+    ),
+    "population": (
+        "population",
+        ("{e} has {v} people.", "About {v} people live in {e}."),
+        ("How many people live in {e}?", "What is the population of {e}?"),
+    ),
+}
+_RELATION_NAMES = tuple(_RELATIONS)
+
+
+def _value(rng: random.Random, relation: str) -> str:
+    pool = _RELATIONS[relation][0]
+    if pool == "leader":
+        return f"{rng.choice(_POOLS['first'])} {rng.choice(_POOLS['last'])}"
+    return rng.choice(_POOLS[pool])
+
+
+def _paragraph(
+    rng: random.Random, kinds: list[bool], index: int, prefix: str
+) -> tuple[list[str], dict[str, Any]]:
+    """One paragraph with one question per entry of ``kinds`` (True = unanswerable)."""
+    entities = rng.sample(_POOLS["country"], rng.randint(2, 3))
+    relations = rng.sample(_RELATION_NAMES, rng.randint(max(3, len(entities)), 5))
+    owners = entities + [rng.choice(entities) for _ in relations[len(entities) :]]
+    facts = [(owner, rel, _value(rng, rel)) for owner, rel in zip(owners, relations, strict=False)]
+    rng.shuffle(facts)
+    sentences: list[str] = []
+    starts: dict[tuple[str, str], int] = {}
+    offset = 0
+    for owner, rel, value in facts:
+        template = rng.choice(_RELATIONS[rel][1])
+        sentence = template.format(e=owner, v=value)
+        starts[(owner, rel)] = offset + len(template.split("{v}")[0].format(e=owner))
+        sentences.append(sentence)
+        offset += len(sentence) + 1
+    context = " ".join(sentences)
+    stated = {(owner, rel): value for owner, rel, value in facts}
+    missing = [rel for rel in _RELATION_NAMES if rel not in relations]
+
+    qas: list[dict[str, Any]] = []
+    asked: set[tuple[str, str]] = set()
+    for impossible in kinds:
+        for _ in range(100):
+            if not impossible:
+                entity, rel = rng.choice(list(stated))
+            elif rng.random() < 0.6:  # a stated relation, asked of another country
+                owner, rel = rng.choice(list(stated))
+                entity = rng.choice([e for e in entities if e != owner])
+            else:  # a country of the paragraph, asked a relation never stated here
+                entity, rel = rng.choice(entities), rng.choice(missing)
+            if (entity, rel) not in asked:
+                break
+        asked.add((entity, rel))
+        answers: list[dict[str, Any]] = []
+        if not impossible:
+            text, start = stated[(entity, rel)], starts[(entity, rel)]
+            assert context[start : start + len(text)] == text, (context, text, start)
+            answers.append({"text": text, "answer_start": start})
+        qas.append(
+            {
+                "id": f"{prefix}-{index:05d}-{len(qas)}",
+                "question": rng.choice(_RELATIONS[rel][2]).format(e=entity),
+                "answers": answers,
+                "is_impossible": impossible,
+            }
+        )
+    return entities, {"context": context, "qas": qas}
+
+
+def _generate(
+    n_questions: int,
+    rng: random.Random,
+    unanswerable_fraction: float,
+    prefix: str,
+    exclude: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    if n_questions < 0 or not 0.0 <= unanswerable_fraction <= 1.0:
+        raise ValueError("n_questions must be >= 0 and unanswerable_fraction in [0, 1]")
+    n_impossible = round(n_questions * unanswerable_fraction)
+    kinds = [True] * n_impossible + [False] * (n_questions - n_impossible)
+    rng.shuffle(kinds)
+    data: list[dict[str, Any]] = []
+    seen = set(exclude)
+    position = 0
+    while position < n_questions:
+        take = kinds[position : position + rng.randint(2, 4)]
+        entities, paragraph = _paragraph(rng, take, len(data), prefix)
+        if paragraph["context"] in seen:  # contexts are unique, and disjoint from ``exclude``
+            continue
+        seen.add(paragraph["context"])
+        data.append({"title": " and ".join(entities), "paragraphs": [paragraph]})
+        position += len(take)
+    return data
+
+
+def generate(
+    n_questions: int, seed: int, *, unanswerable_fraction: float = 0.5
+) -> list[dict[str, Any]]:
+    """``n_questions`` questions in SQuAD 2.0's ``data`` format, deterministic in ``seed``.
+
+    Exactly ``round(n_questions * unanswerable_fraction)`` are unanswerable (shuffled in).
+    """
+    rng = random.Random(f"{SOURCE_ID}/{GENERATOR_VERSION}/{seed}")
+    return _generate(n_questions, rng, unanswerable_fraction, f"s{seed}")
+
+
+def generate_splits(
+    n_train: int = 3000, n_eval: int = 600, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A train and an eval set from separate random streams, with no context in common."""
+    eval_rng = random.Random(f"{SOURCE_ID}/{GENERATOR_VERSION}/{seed}/eval")
+    eval_data = _generate(n_eval, eval_rng, 0.5, f"eval{seed}")
+    contexts = frozenset(p["context"] for article in eval_data for p in article["paragraphs"])
+    train_rng = random.Random(f"{SOURCE_ID}/{GENERATOR_VERSION}/{seed}/train")
+    return _generate(n_train, train_rng, 0.5, f"train{seed}", contexts), eval_data
+
+
+def iter_questions(data: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Flatten a ``data`` list into ``(context, qa)`` pairs, in order."""
+    return [
+        (p["context"], qa) for article in data for p in article["paragraphs"] for qa in p["qas"]
+    ]

@@ -1,0 +1,32 @@
+"""The Python API mirrors the CLI (real Ray, SQLite and MLflow, in this process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import hpo
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_then_inspect_from_python(workdir: Path) -> None:
+    summary = hpo.run("bnh", trials=8, seed=2, sampler="random", show_progress=False,
+                      study_name="bnh-api")
+    assert summary.finished == 8 and summary.complete == 8
+    front = hpo.pareto_front("bnh-api")
+    assert list(front.columns[:3]) == ["trial", "params.x", "params.y"]
+    assert {"f1", "f2", "c1", "c2", "mlflow_run_id"} <= set(front.columns)
+    assert len(front) == len(summary.front) > 0
+    assert (front["c1"] <= 25).all() and (front["c2"] >= 7.7).all()
+    assert [s["study"] for s in hpo.list_studies()] == ["bnh-api"]
+    study, spec = hpo.load("bnh-api")
+    assert spec.trials == 8 and spec.sampler == "random" and len(study.trials) == 8
+    assert hpo.status("bnh-api").hypervolume == summary.hypervolume
+    assert (workdir / "storage" / "optuna.db").is_file()
+
+
+def test_gpus_the_cluster_does_not_have_is_a_clear_runtime_error(workdir: Path) -> None:
+    with pytest.raises(hpo.RunError, match="asks for 1 GPU but the Ray cluster has 0"):
+        hpo.run("bnh", trials=2, gpus=1, show_progress=False)
