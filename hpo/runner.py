@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hpo.errors import ConfigError, RunError
 from hpo.execution import StudySearcher, run_trials
+from hpo.objectives import resolve_objective
 from hpo.progress import Progress
 from hpo.samplers import create_sampler
 from hpo.settings import Settings, redact
@@ -107,6 +108,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def prepare_objective(spec: StudySpec, settings: Settings) -> dict[str, str]:
+    """Let the objective build its shared inputs once, before any trial starts."""
+    objective = resolve_objective(spec.objective)(**spec.objective_args)
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return {str(k): str(v) for k, v in objective.prepare(settings.cache_dir).items()}
+    except (ConfigError, RunError):
+        raise
+    except Exception as exc:
+        raise RunError(f"objective {spec.objective!r} could not prepare its inputs: "
+                       f"{type(exc).__name__}: {exc}") from exc
+
+
 def run_study(
     spec: StudySpec, settings: Settings, *, address: str | None = None, show_progress: bool = True
 ) -> StudySummary:
@@ -122,6 +136,11 @@ def run_study(
     tracker.close_orphans(study)
     summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
     remaining = spec.trials - summary.finished
+    if remaining > 0:
+        inputs = prepare_objective(spec, settings)
+        for key, value in inputs.items():
+            print(f"{key}: {value}", flush=True)
+        tracker.record_inputs(inputs)
     progress = Progress(spec.name, spec.trials, summary) if show_progress else None
     observers = [tracker] + ([progress] if progress else [])
     searcher = StudySearcher(study, spec, settings, observers)

@@ -52,6 +52,11 @@ class Settings:
         return self.home / "mlartifacts"
 
     @property
+    def cache_dir(self) -> Path:
+        """Shared inputs objectives build once (features, teachers), keyed by content."""
+        return self.home / "cache"
+
+    @property
     def sqlite_path(self) -> Path | None:
         """The database file when the storage is SQLite."""
         if self.storage_url.startswith("sqlite:///"):

@@ -111,6 +111,12 @@ class Tracker:
             run_id, json.dumps(spec.raw, indent=2, default=str), "study_resolved.json"
         )
 
+    def record_inputs(self, inputs: Mapping[str, str]) -> None:
+        """Tag the parent run with what the objective prepared (data source, teacher, ...)."""
+        if inputs:
+            self.client.log_batch(self.parent_id, tags=[
+                RunTag(f"hpo.input.{key}", redact(value)[:5000]) for key, value in inputs.items()])
+
     # -- trials ---------------------------------------------------------------------------
     def trial_started(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
         number = trial.number

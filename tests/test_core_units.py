@@ -128,3 +128,8 @@ objectives: [{metric: a, direction: minimize}]
         seen.add(params["mode"])
         study.tell(trial, 0.0)
     assert seen == {"full", "lora"}
+
+
+def test_set_outside_the_top_level_keys_means_an_objective_argument() -> None:
+    spec = load_spec("curves", [("steps", 3), ("objective.args.noise", 0.0), ("run.seed", 4)])
+    assert spec.objective_args == {"steps": 3, "noise": 0.0} and spec.seed == 4

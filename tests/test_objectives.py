@@ -38,7 +38,8 @@ class Recorder:
 
 
 def context(tmp_path: Path, seed: int = 0) -> TrialContext:
-    return TrialContext(study_name="t", number=0, seed=seed, cpus=1, gpus=0, output_dir=tmp_path)
+    return TrialContext(study_name="t", number=0, seed=seed, cpus=1, gpus=0, output_dir=tmp_path,
+                        cache_dir=tmp_path)
 
 
 def run_curves(

@@ -63,7 +63,7 @@ class StudySearcher(Searcher):
             "number": trial.number,
             "seed": trial.user_attrs["seed"],
             "cpus": self.spec.resources.cpus,
-            "gpus": self.spec.resources.gpus,
+            "gpus": self.spec.resources.gpus, "cache_dir": str(self.settings.cache_dir),
             "output_dir": str(
                 self.settings.study_dir(self.study.study_name) / "trials" / f"{trial.number:04d}"
             ),

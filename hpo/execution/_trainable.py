@@ -28,6 +28,7 @@ def run_trial(config: Mapping[str, Any]) -> None:
             cpus=config["cpus"],
             gpus=config["gpus"],
             output_dir=output_dir,
+            cache_dir=Path(config["cache_dir"]),
         )
 
         def report(step: int, metrics: Mapping[str, float]) -> None:

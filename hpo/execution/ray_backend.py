@@ -27,6 +27,9 @@ from hpo.spec import StudySpec
 
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # hpo handles Ctrl+C itself
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Trials keep the driver's working directory: relative paths in a study file mean the same
+# thing in every trial (on a local Ray).
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
 
 

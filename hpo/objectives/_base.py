@@ -27,6 +27,9 @@ class TrialContext:
     gpus: float
     output_dir: Path
     """A directory owned by this trial; created before :meth:`Objective.run` is called."""
+    cache_dir: Path
+    """Shared by the study's trials (and by other studies): what :meth:`Objective.prepare`
+    built, keyed by content so that different settings never collide."""
 
 
 class Reporter(Protocol):
@@ -53,6 +56,15 @@ class Objective(abc.ABC):
     def __init__(self, **args: Any) -> None:
         if args:
             raise TypeError(f"unexpected arguments {sorted(args)}")
+
+    def prepare(self, cache_dir: Path) -> Mapping[str, str]:
+        """Build what every trial shares (datasets, features, a teacher model) once, in the
+        driver, before trials start; store it under ``cache_dir``.
+
+        Returns facts about the inputs (e.g. ``{"data": "synthetic, offline default"}``):
+        hpo prints each on one line and records them as tags of the study's MLflow run.
+        """
+        return {}
 
     def metric_names(self) -> Sequence[str]:
         """Metrics produced with these arguments (override when they depend on them)."""

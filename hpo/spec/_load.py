@@ -132,6 +132,10 @@ def build_spec(
 
 
 def _assign(document: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    """Set ``a.b.c`` in the document; a field outside the top-level keys is taken inside
+    ``objective.args`` (``data.train=...`` means ``objective.args.data.train=...``)."""
+    if dotted.split(".", 1)[0] not in _TOP_KEYS:
+        dotted = f"objective.args.{dotted}"
     *parents, leaf = dotted.split(".")
     node = document
     for i, key in enumerate(parents):

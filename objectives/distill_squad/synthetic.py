@@ -48,16 +48,16 @@ def _vocabularies() -> dict[str, list[str]]:
     rng = random.Random(20240917)
     taken: set[str] = set()
     return {
-        "country": _words(rng, 60, 2, "ia", taken),
-        "city": _words(rng, 40, 2, "", taken),
-        "river": _words(rng, 30, 2, "o", taken),
-        "first": _words(rng, 20, 2, "", taken),
-        "last": _words(rng, 20, 2, "", taken),
-        "language": _words(rng, 20, 1, "ish", taken),
-        "currency": [w.lower() for w in _words(rng, 15, 1, "ek", taken)],
+        "country": _words(rng, 30, 2, "ia", taken),
+        "city": _words(rng, 12, 2, "", taken),
+        "river": _words(rng, 10, 2, "o", taken),
+        "first": _words(rng, 8, 2, "", taken),
+        "last": _words(rng, 8, 2, "", taken),
+        "language": _words(rng, 10, 2, "ish", taken),
+        "currency": [w.lower() for w in _words(rng, 10, 1, "ek", taken)],
         "color": ["red", "blue", "green", "yellow", "white", "black", "orange", "purple"],
-        "year": [str(y) for y in range(1500, 1900, 7)],
-        "population": [f"{n}000" for n in range(12, 99, 3)],
+        "year": [str(y) for y in range(1550, 1900, 25)],
+        "population": [f"{n}000" for n in range(20, 100, 8)],
     }
 
 
@@ -107,6 +107,10 @@ _RELATIONS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     ),
 }
 _RELATION_NAMES = tuple(_RELATIONS)
+_ENTITIES = (2, 3)  # countries per paragraph (inclusive range)
+_FACTS = (3, 5)  # facts per paragraph, each of a different relation
+_QUESTIONS = (2, 4)  # questions per paragraph
+_OTHER_ENTITY_SHARE = 0.3  # unanswerable: another country's relation (else: an unstated one)
 
 
 def _value(rng: random.Random, relation: str) -> str:
@@ -120,8 +124,8 @@ def _paragraph(
     rng: random.Random, kinds: list[bool], index: int, prefix: str
 ) -> tuple[list[str], dict[str, Any]]:
     """One paragraph with one question per entry of ``kinds`` (True = unanswerable)."""
-    entities = rng.sample(_POOLS["country"], rng.randint(2, 3))
-    relations = rng.sample(_RELATION_NAMES, rng.randint(max(3, len(entities)), 5))
+    entities = rng.sample(_POOLS["country"], rng.randint(*_ENTITIES))
+    relations = rng.sample(_RELATION_NAMES, rng.randint(max(_FACTS[0], len(entities)), _FACTS[1]))
     owners = entities + [rng.choice(entities) for _ in relations[len(entities) :]]
     facts = [(owner, rel, _value(rng, rel)) for owner, rel in zip(owners, relations, strict=False)]
     rng.shuffle(facts)
@@ -144,7 +148,7 @@ def _paragraph(
         for _ in range(100):
             if not impossible:
                 entity, rel = rng.choice(list(stated))
-            elif rng.random() < 0.6:  # a stated relation, asked of another country
+            elif not missing or rng.random() < _OTHER_ENTITY_SHARE:  # another country's fact
                 owner, rel = rng.choice(list(stated))
                 entity = rng.choice([e for e in entities if e != owner])
             else:  # a country of the paragraph, asked a relation never stated here
@@ -184,7 +188,7 @@ def _generate(
     seen = set(exclude)
     position = 0
     while position < n_questions:
-        take = kinds[position : position + rng.randint(2, 4)]
+        take = kinds[position : position + rng.randint(*_QUESTIONS)]
         entities, paragraph = _paragraph(rng, take, len(data), prefix)
         if paragraph["context"] in seen:  # contexts are unique, and disjoint from ``exclude``
             continue

