@@ -75,7 +75,7 @@ def test_students_start_from_the_teachers_layers_when_shapes_allow() -> None:
     assert torch.equal(student.encoder.embeddings.word_embeddings.weight,
                        teacher.encoder.embeddings.word_embeddings.weight)
     assert torch.equal(student.encoder.encoder.layer[1].output.dense.weight,
-                       teacher.encoder.encoder.layer[3].output.dense.weight)  # first and last
+                       teacher.encoder.encoder.layer[1].output.dense.weight)  # first and last
     smaller, from_teacher = build_student(teacher, {"n_layers": 2, "hidden_size": 64,
                                                     "n_heads": 4})
     assert not from_teacher and count_params(smaller)[0] < count_params(student)[0]
@@ -90,6 +90,8 @@ def test_lora_trains_a_fraction_of_the_parameters() -> None:
     total, trainable = count_params(lora)
     assert total == total_before  # adapters merge into the deployed weights
     assert 0 < trainable < total / 5
+    merged = lora.merge_and_unload()  # what latency_ms measures: the deployed student
+    assert isinstance(merged, QAModel) and count_params(merged)[0] == total
 
 
 def test_distillation_loss_components() -> None:

@@ -68,8 +68,8 @@ def load_datasets(config: Mapping[str, Any]) -> tuple[squad_data.Dataset, squad_
     if config.get("train"):
         return squad_data.from_file(config["train"]), squad_data.from_file(config["eval"])
     seed = int(config.get("seed", 0))
-    return (squad_data.from_synthetic(int(config.get("synthetic_train", 3000)), seed, "train"),
-            squad_data.from_synthetic(int(config.get("synthetic_eval", 600)), seed, "eval"))
+    return (squad_data.from_synthetic(int(config.get("synthetic_train", 2000)), seed, "train"),
+            squad_data.from_synthetic(int(config.get("synthetic_eval", 400)), seed, "eval"))
 
 
 def _limit(dataset: squad_data.Dataset, limit: int | None) -> squad_data.Dataset:

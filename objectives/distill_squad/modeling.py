@@ -71,7 +71,7 @@ def pretrained_encoder(name_or_path: str, max_positions: int) -> QAModel:
 
 def tiny_config(vocab_size: int, max_positions: int, **overrides: Any) -> BertConfig:
     """The small teacher architecture of the offline default."""
-    settings = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+    settings = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
                 "intermediate_size": 512, **overrides}
     return BertConfig(vocab_size=vocab_size, max_position_embeddings=max_positions, **settings)
 

@@ -36,8 +36,8 @@ class DistillSquadObjective(Objective):
     def __init__(self, data: Mapping[str, Any] | None = None, backbone: str = "tiny",
                  teacher: str | None = None, max_seq_length: int = 64, doc_stride: int = 32,
                  max_query_length: int = 24, epochs: float = 2.0, batch_size: int = 32,
-                 evaluations: int = 4, teacher_epochs: float = 8.0,
-                 teacher_learning_rate: float = 1e-3, max_answer_length: int = 30) -> None:
+                 evaluations: int = 4, teacher_epochs: float = 15.0,
+                 teacher_learning_rate: float = 5e-4, max_answer_length: int = 30) -> None:
         data = dict(data or {})
         unknown = sorted(set(data) - _DATA_KEYS)
         if unknown:
@@ -142,5 +142,7 @@ class DistillSquadObjective(Objective):
         generator = torch.Generator().manual_seed(context.seed)
         final = train(model, assets.train_features, settings, device, evaluate, report,
                       teacher_logits=assets.teacher_logits, generator=generator)
-        final["latency_ms"] = latency_ms(model, assets.eval_features, device)
+        merge = getattr(model, "merge_and_unload", None)  # lora: measure the deployed model
+        deployed = merge() if callable(merge) else model
+        final["latency_ms"] = latency_ms(deployed, assets.eval_features, device)
         return final

@@ -15,7 +15,7 @@ The output is the official SQuAD 2.0 ``data`` list; everything depends only on t
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, NamedTuple
 
 SOURCE_ID = "synthetic-squad-v2"
 GENERATOR_VERSION = 1
@@ -63,50 +63,60 @@ def _vocabularies() -> dict[str, list[str]]:
 
 _POOLS = _vocabularies()
 
-# relation -> (value pool, fact templates, question templates); {e} entity, {v} value.
-_RELATIONS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "capital": (
+COUNTRIES: tuple[str, ...] = tuple(_POOLS["country"])
+
+
+class Relation(NamedTuple):
+    """A relation's value pool and its phrasings; ``{e}`` is the country, ``{v}`` the value."""
+
+    pool: str
+    facts: tuple[str, ...]
+    questions: tuple[str, ...]
+
+
+RELATIONS: dict[str, Relation] = {
+    "capital": Relation(
         "city",
         ("The capital of {e} is {v}.", "{e}'s capital is {v}.", "{v} is the capital of {e}."),
-        ("What is the capital of {e}?", "Which city is the capital of {e}?"),
+        ("What city is the capital of {e}?", "Which city is {e}'s capital?"),
     ),
-    "river": (
+    "river": Relation(
         "river",
         ("The longest river in {e} is the {v}.", "The {v} is the longest river in {e}."),
-        ("What is the longest river in {e}?", "Which river is the longest in {e}?"),
+        ("What river is the longest in {e}?", "Which river is the longest one in {e}?"),
     ),
-    "founded": (
+    "founded": Relation(
         "year",
         ("{e} was founded in {v}.", "In {v}, {e} was founded."),
-        ("When was {e} founded?", "In what year was {e} founded?"),
+        ("What year was {e} founded in?", "Which year was {e} founded?"),
     ),
-    "leader": (
+    "leader": Relation(
         "leader",
         ("The leader of {e} is {v}.", "{e} is led by {v}."),
         ("Who is the leader of {e}?", "Who leads {e}?"),
     ),
-    "language": (
+    "language": Relation(
         "language",
         ("People in {e} speak {v}.", "The language of {e} is {v}."),
-        ("What language is spoken in {e}?", "What language do people in {e} speak?"),
+        ("What language is spoken in {e}?", "Which language do people in {e} speak?"),
     ),
-    "currency": (
+    "currency": Relation(
         "currency",
         ("The currency of {e} is the {v}.", "{e} pays with the {v}."),
-        ("What is the currency of {e}?", "What money is used in {e}?"),
+        ("What currency does {e} use?", "Which currency is used in {e}?"),
     ),
-    "flag": (
+    "flag": Relation(
         "color",
         ("The flag of {e} is {v}.", "{e} has a {v} flag."),
-        ("What color is the flag of {e}?", "What is the color of {e}'s flag?"),
+        ("What color is the flag of {e}?", "Which color is {e}'s flag?"),
     ),
-    "population": (
+    "population": Relation(
         "population",
         ("{e} has {v} people.", "About {v} people live in {e}."),
-        ("How many people live in {e}?", "What is the population of {e}?"),
+        ("How many people live in {e}?", "How many people does {e} have?"),
     ),
 }
-_RELATION_NAMES = tuple(_RELATIONS)
+_RELATION_NAMES = tuple(RELATIONS)
 _ENTITIES = (2, 3)  # countries per paragraph (inclusive range)
 _FACTS = (3, 5)  # facts per paragraph, each of a different relation
 _QUESTIONS = (2, 4)  # questions per paragraph
@@ -114,7 +124,7 @@ _OTHER_ENTITY_SHARE = 0.3  # unanswerable: another country's relation (else: an 
 
 
 def _value(rng: random.Random, relation: str) -> str:
-    pool = _RELATIONS[relation][0]
+    pool = RELATIONS[relation].pool
     if pool == "leader":
         return f"{rng.choice(_POOLS['first'])} {rng.choice(_POOLS['last'])}"
     return rng.choice(_POOLS[pool])
@@ -133,7 +143,7 @@ def _paragraph(
     starts: dict[tuple[str, str], int] = {}
     offset = 0
     for owner, rel, value in facts:
-        template = rng.choice(_RELATIONS[rel][1])
+        template = rng.choice(RELATIONS[rel].facts)
         sentence = template.format(e=owner, v=value)
         starts[(owner, rel)] = offset + len(template.split("{v}")[0].format(e=owner))
         sentences.append(sentence)
@@ -164,7 +174,7 @@ def _paragraph(
         qas.append(
             {
                 "id": f"{prefix}-{index:05d}-{len(qas)}",
-                "question": rng.choice(_RELATIONS[rel][2]).format(e=entity),
+                "question": rng.choice(RELATIONS[rel].questions).format(e=entity),
                 "answers": answers,
                 "is_impossible": impossible,
             }
