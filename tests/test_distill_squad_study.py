@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad_v2"
 
 
+@pytest.mark.timeout(1800)  # trains the teacher once, then 6 students, on the CPU
 def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
     result = run_hpo("study", "distill-squad", "--trials", "6", "--seed", "3", timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -50,6 +51,7 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(6000)
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared/data/squad_v2 is missing")
 def test_real_squad_with_minilm(workdir: Path, run_hpo: RunHpo) -> None:
     result = run_hpo(
