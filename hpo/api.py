@@ -23,6 +23,10 @@ _FLAG_FIELDS = {
     "cpus": "run.resources.cpus",
     "gpus": "run.resources.gpus",
     "constraints": "constraints",
+    "scheduler": "stopping.scheduler",
+    "backend": "run.backend",
+    "health_after": "run.health_after",
+    "stop_when_unhealthy": "run.stop_when_unhealthy",
 }
 
 
@@ -35,7 +39,8 @@ def resolve_spec(
 ) -> StudySpec:
     """Load a study file with ``--set``-style overrides, then the named flags on top
     (``trials=``, ``sampler=``, ``seed=``, ``concurrency=``, ``cpus=``, ``gpus=``,
-    ``constraints=[...]``); ``None`` leaves the file's value."""
+    ``constraints=[...]``, ``scheduler=``, ``backend=``, ``health_after=``,
+    ``stop_when_unhealthy=``); ``None`` leaves the file's value."""
     unknown = set(flags) - set(_FLAG_FIELDS)
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")

@@ -24,24 +24,46 @@ def is_feasible(trial: FrozenTrial) -> bool:
     )
 
 
-def _minimized(values: Sequence[float], goals: Sequence[Goal]) -> list[float]:
+def minimized(values: Sequence[float], goals: Sequence[Goal]) -> list[float]:
+    """Goal values turned so that smaller is better in each."""
     return [
         -v if goal.direction == "maximize" else v for v, goal in zip(values, goals, strict=True)
     ]
 
 
+def nondominated(points: Sequence[Sequence[float]]) -> list[bool]:
+    """Whether each point is dominated by no other (smaller is better in each coordinate)."""
+    return [
+        not any(
+            all(a <= b for a, b in zip(other, point, strict=True)) and list(other) != list(point)
+            for other in points
+        )
+        for point in points
+    ]
+
+
+def nondominated_ranks(points: Sequence[Sequence[float]]) -> list[int]:
+    """0 for the points no other point dominates, 1 for those dominated only by rank-0
+    points, and so on."""
+    ranks = [-1] * len(points)
+    remaining = list(range(len(points)))
+    rank = 0
+    while remaining:
+        flags = nondominated([points[i] for i in remaining])
+        for i, first in zip(remaining, flags, strict=True):
+            if first:
+                ranks[i] = rank
+        remaining = [i for i, first in zip(remaining, flags, strict=True) if not first]
+        rank += 1
+    return ranks
+
+
 def pareto_front(trials: Sequence[FrozenTrial], goals: Sequence[Goal]) -> list[FrozenTrial]:
     """Feasible COMPLETE trials that no other feasible COMPLETE trial dominates, by number."""
     feasible = [t for t in trials if is_feasible(t) and t.values is not None]
-    points = [_minimized(t.values, goals) for t in feasible]
-
-    def dominated(i: int) -> bool:
-        return any(
-            all(a <= b for a, b in zip(other, points[i], strict=True)) and other != points[i]
-            for other in points
-        )
-
-    return sorted((t for i, t in enumerate(feasible) if not dominated(i)), key=lambda t: t.number)
+    flags = nondominated([minimized(t.values, goals) for t in feasible])
+    return sorted((t for t, keep in zip(feasible, flags, strict=True) if keep),
+                  key=lambda t: t.number)
 
 
 def hypervolume(front: Sequence[_Point], goals: Sequence[Goal]) -> float | None:
@@ -52,8 +74,8 @@ def hypervolume(front: Sequence[_Point], goals: Sequence[Goal]) -> float | None:
     """
     if any(goal.ref is None for goal in goals):
         return None
-    ref = np.array(_minimized([goal.ref for goal in goals if goal.ref is not None], goals))
-    points = np.array([_minimized(p.values, goals) for p in front if p.values is not None])
+    ref = np.array(minimized([goal.ref for goal in goals if goal.ref is not None], goals))
+    points = np.array([minimized(p.values, goals) for p in front if p.values is not None])
     if len(points) == 0:
         return 0.0
     points = points[np.all(points < ref, axis=1)]

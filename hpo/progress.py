@@ -24,6 +24,7 @@ class Progress:
         self.name, self.budget, self.summary = name, budget, summary
         self.console = console or Console(stderr=False, highlight=False)
         self.started = time.monotonic()
+        self.warning: str | None = None
         self._live: Live | None = None
         if self.console.is_terminal:
             self._live = Live(
@@ -31,9 +32,20 @@ class Progress:
             )
             self._live.start()
 
-    def _render(self) -> Text:
+    def _line(self) -> Text:
         elapsed = time.monotonic() - self.started
         return Text(f"[{self.name}] {self.summary.line(self.budget)} | {elapsed:.0f}s")
+
+    def _render(self) -> Text:
+        text = self._line()
+        if self.warning:
+            text.append(f"\nUNHEALTHY: {self.warning}", style="bold red")
+        return text
+
+    def warn(self, text: str) -> None:
+        """Show a problem with the study loudly, above the live line and kept in it."""
+        self.warning = text
+        self.console.print(f"UNHEALTHY STUDY: {text}", style="bold red", markup=False)
 
     def trial_started(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
         return None
@@ -49,7 +61,7 @@ class Progress:
         else:
             what = outcome.state.name + ("" if outcome.reason is None else f" ({outcome.reason})")
             self.console.print(f"trial {outcome.number}: {what}", markup=False)
-            self.console.print(self._render(), markup=False)
+            self.console.print(self._line(), markup=False)
 
     def close(self) -> None:
         if self._live is not None:

@@ -11,15 +11,17 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from hpo.errors import ConfigError, RunError
-from hpo.execution import StudySearcher, run_trials
+from hpo.execution import Observer, StudySearcher, run_trials, run_trials_locally
+from hpo.health import HealthCheck
 from hpo.objectives import resolve_objective
 from hpo.progress import Progress
 from hpo.samplers import create_sampler
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
+from hpo.stopping import EarlyStopping, create_stopping
 from hpo.summary import StudySummary
 from hpo.tracking import Tracker
-from hpo.trials import SYSTEM_DRIVER, decide, tell
+from hpo.trials import ATTR_REPORTS, SYSTEM_DRIVER, counts_towards_budget, decide, tell
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -121,13 +123,23 @@ def prepare_objective(spec: StudySpec, settings: Settings) -> dict[str, str]:
                        f"{type(exc).__name__}: {exc}") from exc
 
 
+def restored_stopping(study: optuna.Study, spec: StudySpec) -> EarlyStopping:
+    """The study's early stopping, knowing the reports of every trial finished so far."""
+    stopping = create_stopping(spec)
+    for trial in study.get_trials(deepcopy=False):
+        if counts_towards_budget(trial):
+            stopping.restore(trial.number, trial.user_attrs.get(ATTR_REPORTS, []))
+    return stopping
+
+
 def run_study(
     spec: StudySpec, settings: Settings, *, address: str | None = None, show_progress: bool = True
 ) -> StudySummary:
     """Run the study until it has ``spec.trials`` finished trials, resuming what exists.
 
     Returns the final summary; raises ``KeyboardInterrupt`` after a clean stop when the
-    user interrupted it (finished trials are kept, running ones are re-run on resume).
+    user interrupted it (finished trials are kept, running ones are re-run on resume), and
+    ``RunError`` when the study stopped because it was unhealthy (``stop_when_unhealthy``).
     """
     settings.prepare()
     study = load_study(spec, open_storage(settings, create=True))
@@ -142,15 +154,36 @@ def run_study(
             print(f"{key}: {value}", flush=True)
         tracker.record_inputs(inputs)
     progress = Progress(spec.name, spec.trials, summary) if show_progress else None
-    observers = [tracker] + ([progress] if progress else [])
-    searcher = StudySearcher(study, spec, settings, observers)
+    unhealthy: list[str] = []
+
+    def stop_unhealthy(diagnosis: str) -> None:
+        unhealthy.append(diagnosis)
+        searcher.interrupted = True
+
+    def show(text: str) -> None:
+        print(f"UNHEALTHY STUDY: {text}", flush=True)
+
+    health = HealthCheck(
+        study,
+        spec,
+        [progress.warn if progress else show, tracker.record_health],
+        stop_unhealthy if spec.stop_when_unhealthy else None,
+    )
+    observers: list[Observer] = [tracker, health]
+    if progress is not None:
+        observers.append(progress)
+    searcher = StudySearcher(study, spec, settings, observers, restored_stopping(study, spec))
     try:
-        if remaining > 0:
+        if remaining > 0 and spec.backend == "local":
+            run_trials_locally(searcher, remaining)
+        elif remaining > 0:
             run_trials(searcher, spec, settings, remaining, address=address)
     finally:
         if progress is not None:
             progress.close()
         tracker.close(interrupted=searcher.interrupted)
+    if unhealthy:
+        raise RunError(f"study {spec.name!r} stopped because it is unhealthy: {unhealthy[0]}")
     if searcher.interrupted:
         raise KeyboardInterrupt
     return StudySummary.of(study.get_trials(deepcopy=False), spec.goals)

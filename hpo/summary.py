@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.pareto import hypervolume, is_feasible, pareto_front
 from hpo.spec import Goal
-from hpo.trials import ATTR_INTERRUPTED, ATTR_METRICS, ATTR_RUN_ID, counts_towards_budget
+from hpo.trials import (
+    ATTR_INTERRUPTED,
+    ATTR_METRICS,
+    ATTR_RUN_ID,
+    ATTR_STOPPED,
+    counts_towards_budget,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,8 @@ class StudySummary:
     feasible: int
     front: tuple[FrozenTrial, ...]
     hypervolume: float | None
+    stops: Mapping[str, int] = field(default_factory=dict)
+    """Trials stopped early, by reason (most frequent first)."""
 
     @classmethod
     def of(cls, trials: Sequence[FrozenTrial], goals: Sequence[Goal]) -> StudySummary:
@@ -44,6 +52,13 @@ class StudySummary:
             feasible=sum(1 for t in trials if is_feasible(t)),
             front=tuple(front),
             hypervolume=hypervolume(front, goals),
+            stops=dict(
+                Counter(
+                    t.user_attrs[ATTR_STOPPED]
+                    for t in trials
+                    if t.state == TrialState.PRUNED and ATTR_STOPPED in t.user_attrs
+                ).most_common()
+            ),
         )
 
     def line(self, budget: int) -> str:
@@ -67,6 +82,7 @@ class StudySummary:
             "feasible": self.feasible,
             "pareto_size": len(self.front),
             "hypervolume": self.hypervolume,
+            "stopped_early": dict(self.stops),
         }
 
 

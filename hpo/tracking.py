@@ -117,6 +117,10 @@ class Tracker:
             self.client.log_batch(self.parent_id, tags=[
                 RunTag(f"hpo.input.{key}", redact(value)[:5000]) for key, value in inputs.items()])
 
+    def record_health(self, diagnosis: str) -> None:
+        """Tag the parent run with the health check's diagnosis."""
+        self.client.set_tag(self.parent_id, "hpo.health", diagnosis[:5000])
+
     # -- trials ---------------------------------------------------------------------------
     def trial_started(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
         number = trial.number
@@ -183,6 +187,8 @@ class Tracker:
         ]
         if outcome.reason:
             tags.append(RunTag("hpo.reason", outcome.reason[:5000]))
+        if outcome.stop is not None:
+            tags.append(RunTag("hpo.stopped", outcome.stop.reason[:5000]))
         self.client.log_batch(
             run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags
         )

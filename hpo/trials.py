@@ -24,6 +24,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from hpo.spec import Parameter, StudySpec
+from hpo.stopping import Stop
 
 # Both constraint formats carry identical values by construction (see module docstring).
 warnings.filterwarnings("ignore", message="Overwrite an old format constraint")
@@ -39,6 +40,13 @@ ATTR_SEED = "seed"
 ATTR_FAIL_REASON = "fail_reason"
 ATTR_INTERRUPTED = "interrupted"
 ATTR_RUN_ID = "mlflow_run_id"
+ATTR_STOPPED = "stopped"
+"""Short reason of an early stop (``degenerate: always-no-answer``); the full text is in
+``fail_reason``."""
+ATTR_REPORTS = "reports"
+"""The metrics early stopping looked at, one dict per report (restored on resume)."""
+ATTR_STEPS = "steps"
+"""The last step the trial reported: the training it cost."""
 SYSTEM_DRIVER = "hpo:driver"
 LEGACY_CONSTRAINTS = "constraints"
 
@@ -96,6 +104,9 @@ class Outcome:
     constraints: list[float] | None = None
     reason: str | None = None
     interrupted: bool = False
+    stop: Stop | None = None
+    reports: list[dict[str, float]] = field(default_factory=list)
+    steps: int | None = None
 
     @property
     def feasible(self) -> bool:
@@ -110,12 +121,14 @@ def decide(
     *,
     crashed: bool = False,
     interrupted: bool = False,
+    stop: Stop | None = None,
 ) -> Outcome:
     """Turn the last result a trial sent into its Optuna state.
 
     * an exception in the objective, a crashed worker, a missing or non-finite objective
       or constraint metric: FAIL, with the reason;
-    * stopped before its final result (early stopping): PRUNED;
+    * stopped before its final result (early stopping, for the reason in ``stop``): PRUNED,
+      with the constraint values of its last report when it has them;
     * stopped because the study was interrupted: FAIL marked ``interrupted``, which does
       not count towards the budget (the trial is run again on resume);
     * otherwise COMPLETE with its objective values and constraint values.
@@ -134,8 +147,10 @@ def decide(
         if interrupted or result is None:
             outcome.reason, outcome.interrupted = "interrupted: the study was stopped", True
         else:
-            outcome.state = TrialState.PRUNED
-            outcome.reason = str(result.get("hpo_stop_reason") or "stopped early")
+            outcome.state, outcome.stop = TrialState.PRUNED, stop
+            outcome.reason = str(stop or "stopped early")
+            if all(math.isfinite(metrics.get(c.metric, math.nan)) for c in spec.constraints):
+                outcome.constraints = [c.violation(metrics) for c in spec.constraints]
     else:
         outcome.reason = _missing_or_bad(spec, metrics)
         if outcome.reason is None:
@@ -156,7 +171,12 @@ def _missing_or_bad(spec: StudySpec, metrics: Mapping[str, float]) -> str | None
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
-    """Record the outcome on the trial in storage and close it."""
+    """Record the outcome on the trial in storage and close it.
+
+    A single-objective study also gets the objective's value at each report as Optuna
+    intermediate values, which its samplers use to rank PRUNED trials (multi-objective
+    Optuna treats PRUNED trials as worse than COMPLETE ones and has no such values).
+    """
     trial.set_user_attr(
         ATTR_METRICS, {k: v for k, v in outcome.metrics.items() if math.isfinite(v)}
     )
@@ -164,6 +184,17 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
         trial.set_user_attr(ATTR_FAIL_REASON, outcome.reason)
     if outcome.interrupted:
         trial.set_user_attr(ATTR_INTERRUPTED, True)
+    if outcome.stop is not None:
+        trial.set_user_attr(ATTR_STOPPED, outcome.stop.reason)
+    if outcome.reports:
+        trial.set_user_attr(ATTR_REPORTS, _finite(outcome.reports))
+    if outcome.steps is not None:
+        trial.set_user_attr(ATTR_STEPS, outcome.steps)
+    if len(study.directions) == 1 and not outcome.interrupted:
+        metric = study.metric_names[0] if study.metric_names else None
+        for budget, report in enumerate(outcome.reports, start=1):
+            if metric in report and math.isfinite(report[metric]):
+                trial.report(report[metric], budget)
     if outcome.constraints is not None:
         trial.storage.set_trial_system_attr(
             trial._trial_id, LEGACY_CONSTRAINTS, outcome.constraints
@@ -177,3 +208,8 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
     )
     if outcome.interrupted:
         study.enqueue_trial(outcome.params, skip_if_exists=False)
+
+
+def _finite(reports: list[dict[str, float]]) -> list[dict[str, float]]:
+    """JSON-safe copies (NaN and infinities dropped)."""
+    return [{k: v for k, v in r.items() if math.isfinite(v)} for r in reports]

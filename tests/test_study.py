@@ -85,6 +85,9 @@ def test_curves_study_runs_tracks_and_resumes(workdir: Path, run_hpo: RunHpo) ->
     # Shape errors of the search space are FAIL trials with their reason; the study went on.
     failed = [t for t in finished if t.state == TrialState.FAIL]
     assert all("not divisible" in t.user_attrs["fail_reason"] for t in failed)
+    # The default scheduler of a two-objective study is MO-ASHA.
+    stops = {t.user_attrs.get("stopped", "") for t in finished if t.state == TrialState.PRUNED}
+    assert any(reason.startswith("moasha: rung") for reason in stops), stops
     # Both constraint formats agree: Optuna's dict and the dashboard's legacy list.
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
         assert list(trial.constraints.values()) == trial.system_attrs["constraints"]

@@ -27,7 +27,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
+        stops = data.pop("stopped_early")
         width = max(map(len, data))
         for key, value in data.items():
             print(f"{key:<{width}}  {'n/a' if value is None else value}")
+        if stops:
+            print("stopped early, by reason:")
+            for reason, count in stops.items():
+                print(f"  {count:>5}  {reason}")
     return 0

@@ -28,6 +28,24 @@ def register(commands: Any) -> None:
     parser.add_argument("--cpus", type=float, help="CPUs per trial")
     parser.add_argument("--gpus", type=float, help="GPUs per trial (fractions allowed)")
     parser.add_argument(
+        "--scheduler", help="early stopping: auto, moasha, asha, median or none"
+    )
+    parser.add_argument(
+        "--backend", help="ray (default) or local (one trial at a time, in this process)"
+    )
+    parser.add_argument(
+        "--health-after",
+        type=int,
+        metavar="N",
+        help="finished trials after which a study with none feasible is unhealthy (20)",
+    )
+    parser.add_argument(
+        "--stop-when-unhealthy",
+        action="store_true",
+        default=None,
+        help="end the study (exit 1) when the health check fails, instead of warning",
+    )
+    parser.add_argument(
         "--constraint",
         action="append",
         dest="constraints",
@@ -70,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
         cpus=args.cpus,
         gpus=args.gpus,
         constraints=args.constraints,
+        scheduler=args.scheduler,
+        backend=args.backend,
+        health_after=args.health_after,
+        stop_when_unhealthy=args.stop_when_unhealthy,
     )
     print(f"done: {summary.line(summary.finished)}")
     return 0

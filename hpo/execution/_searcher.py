@@ -2,7 +2,9 @@
 
 Unlike Ray's bundled ``OptunaSearch`` it keeps no study in memory (the storage is the
 truth, so resume and the dashboard see every trial), records early-stopped trials as
-PRUNED rather than COMPLETE, and stores constraint values.
+PRUNED rather than COMPLETE, and stores constraint values. Reports go through
+:meth:`StudySearcher.report`, which also decides early stopping; the Ray scheduler and the
+local backend both call it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ray.tune.search import Searcher
 
 from hpo.settings import Settings
 from hpo.spec import StudySpec
+from hpo.stopping import EarlyStopping, Stop
 from hpo.summary import StudySummary
 from hpo.trials import FINAL, STEP, Outcome, ask, decide, tell
 
@@ -36,12 +39,16 @@ class StudySearcher(Searcher):
         spec: StudySpec,
         settings: Settings,
         observers: Sequence[Observer],
+        stopping: EarlyStopping,
     ) -> None:
         super().__init__()
         self.study, self.spec, self.settings = study, spec, settings
         self.observers = list(observers)
+        self.stopping = stopping
         self.interrupted = False
         self._live: dict[str, tuple[optuna.Trial, dict[str, Any]]] = {}
+        self._stops: dict[str, Stop] = {}
+        self._steps: dict[str, int] = {}
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
@@ -69,17 +76,23 @@ class StudySearcher(Searcher):
             ),
         }
 
-    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+    def report(self, trial_id: str, result: dict[str, Any]) -> bool:
+        """Pass an intermediate report on to the observers; True if the trial must stop."""
         if trial_id not in self._live or STEP not in result or result.get(FINAL):
-            return
+            return False
         number = self._live[trial_id][0].number
         metrics = {
             k: float(v)
             for k, v in result.items()
             if k in self.spec.metrics and isinstance(v, int | float)
         }
+        self._steps[trial_id] = int(result[STEP])
         for observer in self.observers:
             observer.trial_reported(number, int(result[STEP]), metrics)
+        stop = self.stopping.report(number, metrics)
+        if stop is not None:
+            self._stops[trial_id] = stop
+        return stop is not None
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -88,8 +101,11 @@ class StudySearcher(Searcher):
             return
         trial, params = self._live.pop(trial_id)
         outcome = decide(
-            self.spec, trial.number, params, result, crashed=error, interrupted=self.interrupted
+            self.spec, trial.number, params, result, crashed=error,
+            interrupted=self.interrupted, stop=self._stops.pop(trial_id, None),
         )
+        outcome.reports = self.stopping.history.of(trial.number)
+        outcome.steps = self._steps.pop(trial_id, None)
         tell(self.study, trial, outcome)
         summary = StudySummary.of(self.study.get_trials(deepcopy=False), self.spec.goals)
         for observer in self.observers:

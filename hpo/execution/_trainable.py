@@ -1,21 +1,26 @@
-"""What runs inside a Ray Tune worker: build the objective, run it, stream its reports."""
+"""What runs a trial, in a Ray worker or in the driver: build the objective, run it,
+send its reports and its final metrics."""
 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-from ray import tune
 
 from hpo.objectives import TrialContext, resolve_objective
 from hpo.trials import ERROR, FINAL, STEP
 
+Send = Callable[[dict[str, Any]], None]
 
-def run_trial(config: Mapping[str, Any]) -> None:
-    """Ray function trainable. Exceptions become a final ``hpo_error`` result, so the
-    driver records the reason and Ray neither retries nor logs a stack trace per trial."""
+
+def run_objective(config: Mapping[str, Any], send: Send) -> None:
+    """Run the trial described by ``config`` (from the searcher's ``suggest``).
+
+    Exceptions become a final ``hpo_error`` result, so the driver records the reason and
+    Ray neither retries nor logs a stack trace per trial. ``send`` may raise to stop the
+    trial early (Ray does so when a trial is stopped; so does the local backend).
+    """
     try:
         cls = resolve_objective(config["objective"])
         objective = cls(**config["args"])
@@ -32,11 +37,25 @@ def run_trial(config: Mapping[str, Any]) -> None:
         )
 
         def report(step: int, metrics: Mapping[str, float]) -> None:
-            tune.report({**metrics, STEP: int(step)})
+            send({**metrics, STEP: int(step)})
 
         final = dict(objective.run(config["params"], context, report))
-        tune.report({**final, FINAL: True})
+    except StopTrial:
+        raise
     except Exception as exc:  # a failing trial never kills a study
         last = traceback.extract_tb(exc.__traceback__)[-1:] or None
         where = f" ({Path(last[0].filename).name}:{last[0].lineno})" if last else ""
-        tune.report({ERROR: f"{type(exc).__name__}: {exc}{where}", FINAL: True})
+        send({ERROR: f"{type(exc).__name__}: {exc}{where}", FINAL: True})
+        return
+    send({**final, FINAL: True})
+
+
+class StopTrial(Exception):
+    """Raised by ``send`` to stop a trial run in the driver (the local backend)."""
+
+
+def run_trial(config: Mapping[str, Any]) -> None:
+    """Ray function trainable."""
+    from ray import tune
+
+    run_objective(config, tune.report)

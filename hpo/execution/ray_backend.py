@@ -18,6 +18,8 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler
 
 from hpo.errors import RunError
 from hpo.execution._searcher import StudySearcher
@@ -44,8 +46,19 @@ class _StopWhenInterrupted(tune.Stopper):
         return self.searcher.interrupted
 
 
+class _EarlyStopping(FIFOScheduler):
+    """Ray's side of hpo's early stopping: each result goes to the searcher, which decides."""
+
+    def __init__(self, searcher: StudySearcher) -> None:
+        super().__init__()
+        self.searcher = searcher
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        return self.STOP if self.searcher.report(trial.trial_id, result) else self.CONTINUE
+
+
 @contextmanager
-def _interruptible(searcher: StudySearcher) -> Iterator[None]:
+def interruptible(searcher: StudySearcher) -> Iterator[None]:
     """First Ctrl+C (or SIGTERM): stop gracefully; the second one aborts."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -97,6 +110,7 @@ def run_trials(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
+                scheduler=_EarlyStopping(searcher),
                 num_samples=num_trials,
                 max_concurrent_trials=spec.concurrency,
                 reuse_actors=True,
@@ -110,7 +124,7 @@ def run_trials(
                 checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
             ),
         )
-        with _interruptible(searcher):
+        with interruptible(searcher):
             tuner.fit()
     finally:
         searcher.close_unfinished_if_any()

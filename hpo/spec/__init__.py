@@ -8,13 +8,26 @@ from hpo.spec._load import (
     load_spec,
     parse_assignment,
 )
-from hpo.spec._model import Goal, Parameter, Resources, StudySpec
+from hpo.spec._model import (
+    SCHEDULERS,
+    DegenerateRule,
+    Goal,
+    InfeasibleStop,
+    Parameter,
+    Resources,
+    Stopping,
+    StudySpec,
+)
 
 __all__ = [
+    "SCHEDULERS",
     "Constraint",
+    "DegenerateRule",
     "Goal",
+    "InfeasibleStop",
     "Parameter",
     "Resources",
+    "Stopping",
     "StudySpec",
     "build_spec",
     "bundled_study_dir",

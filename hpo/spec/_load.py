@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ from optuna.distributions import (
 from hpo.errors import ConfigError
 from hpo.objectives import Objective, resolve_objective
 from hpo.samplers import SAMPLERS
-from hpo.spec._constraints import Constraint
-from hpo.spec._model import Goal, Parameter, Resources, StudySpec
+from hpo.spec._checker import Checker
+from hpo.spec._model import BACKENDS, Goal, Parameter, Resources, StudySpec
+from hpo.spec._stopping import parse_stopping
 
 _TOP_KEYS = {
     "description",
@@ -33,12 +33,16 @@ _TOP_KEYS = {
     "objectives",
     "constraints",
     "run",
+    "stopping",
 }
 _RUN_DEFAULTS: dict[str, Any] = {
     "trials": 20,
+    "health_after": 20,
+    "stop_when_unhealthy": False,
     "concurrency": 1,
     "seed": 0,
     "sampler": "auto",
+    "backend": "ray",
     "resources": {"cpus": 1, "gpus": 0},
 }
 _PARAM_KEYS = {
@@ -149,49 +153,8 @@ def _assign(document: dict[str, Any], dotted: str, value: Any, source: str) -> N
     node[leaf] = value
 
 
-class _Checker:
-    """Typed access to a document's fields with errors that name file, field and value."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, field: str, message: str) -> ConfigError:
-        return ConfigError(message, source=self.source, field=field)
-
-    def mapping(
-        self, value: Any, field: str, allowed: Iterable[str] | None = None
-    ) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(field, f"expected a mapping, got {value!r}")
-        if allowed is not None:
-            unknown = sorted(set(value) - set(allowed))
-            if unknown:
-                raise self.fail(
-                    f"{field}.{unknown[0]}" if field else unknown[0],
-                    f"unknown key (allowed: {', '.join(sorted(allowed))})",
-                )
-        return value
-
-    def number(
-        self, value: Any, field: str, *, integer: bool = False, minimum: float | None = None
-    ) -> float:
-        ok = isinstance(value, int) if integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok or not math.isfinite(value):
-            raise self.fail(
-                field, f"expected {'an integer' if integer else 'a number'}, got {value!r}"
-            )
-        if minimum is not None and value < minimum:
-            raise self.fail(field, f"{value!r} is below the minimum {minimum:g}")
-        return value
-
-    def text(self, value: Any, field: str) -> str:
-        if not isinstance(value, str):
-            raise self.fail(field, f"expected a string, got {value!r}")
-        return value
-
-
 def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
-    check = _Checker(source)
+    check = Checker(source)
     check.mapping(doc, "", _TOP_KEYS)
     objective = check.mapping(doc.get("objective"), "objective", {"name", "args"})
     objective_name = check.text(objective.get("name"), "objective.name")
@@ -208,7 +171,7 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
                     f"(it takes: {', '.join(accepted_params)})",
                 )
     goals = _goals(check, doc.get("objectives"), metrics)
-    constraints = _constraints(check, doc.get("constraints") or [], metrics)
+    constraints = check.conditions(doc.get("constraints") or [], "constraints", metrics)
 
     run = {**_RUN_DEFAULTS, **check.mapping(doc.get("run") or {}, "run", _RUN_DEFAULTS)}
     resources = check.mapping(run["resources"], "run.resources", {"cpus", "gpus"})
@@ -216,6 +179,16 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
     if sampler not in SAMPLERS:
         raise check.fail(
             "run.sampler", f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})"
+        )
+    backend = run["backend"]
+    if backend not in BACKENDS:
+        raise check.fail(
+            "run.backend", f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})"
+        )
+    stop_when_unhealthy = run["stop_when_unhealthy"]
+    if not isinstance(stop_when_unhealthy, bool):
+        raise check.fail(
+            "run.stop_when_unhealthy", f"expected true or false, got {stop_when_unhealthy!r}"
         )
     resolved = copy.deepcopy(doc)
     resolved["run"] = copy.deepcopy(run)
@@ -238,6 +211,12 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
         ),
         seed=int(check.number(run["seed"], "run.seed", integer=True, minimum=0)),
         sampler=sampler,
+        backend=backend,
+        stopping=parse_stopping(check, doc.get("stopping"), goals, metrics),
+        health_after=int(
+            check.number(run["health_after"], "run.health_after", integer=True, minimum=1)
+        ),
+        stop_when_unhealthy=stop_when_unhealthy,
         description=check.text(doc.get("description", ""), "description"),
         hypothesis=check.text(doc.get("hypothesis", ""), "hypothesis"),
         raw=resolved,
@@ -245,7 +224,7 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
 
 
 def _check_objective(
-    check: _Checker, name: str, args: dict[str, Any]
+    check: Checker, name: str, args: dict[str, Any]
 ) -> tuple[list[str], tuple[str, ...] | None]:
     try:
         cls = resolve_objective(name)
@@ -272,7 +251,7 @@ def _check_objective(
     return list(instance.metric_names()), cls.parameters
 
 
-def _parameters(check: _Checker, raw: dict[str, Any]) -> tuple[Parameter, ...]:
+def _parameters(check: Checker, raw: dict[str, Any]) -> tuple[Parameter, ...]:
     if not raw:
         raise check.fail("parameters", "a study needs at least one parameter")
     parameters: list[Parameter] = []
@@ -292,7 +271,7 @@ def _parameters(check: _Checker, raw: dict[str, Any]) -> tuple[Parameter, ...]:
 
 
 def _distribution(
-    check: _Checker, field: str, kind: str, body: dict[str, Any]
+    check: Checker, field: str, kind: str, body: dict[str, Any]
 ) -> BaseDistribution:
     if kind == "categorical":
         choices = body.get("choices")
@@ -323,7 +302,7 @@ def _distribution(
 
 
 def _condition(
-    check: _Checker, field: str, raw: Any, earlier: Mapping[str, Parameter]
+    check: Checker, field: str, raw: Any, earlier: Mapping[str, Parameter]
 ) -> dict[str, tuple[Any, ...]]:
     if raw is None:
         return {}
@@ -355,14 +334,14 @@ def _possible(distribution: BaseDistribution, value: Any) -> bool:
     )
 
 
-def _goals(check: _Checker, raw: Any, metrics: Sequence[str]) -> tuple[Goal, ...]:
+def _goals(check: Checker, raw: Any, metrics: Sequence[str]) -> tuple[Goal, ...]:
     if not isinstance(raw, list) or not raw:
         raise check.fail("objectives", f"expected a list of {{metric, direction}}, got {raw!r}")
     goals: list[Goal] = []
     for i, item in enumerate(raw):
         field = f"objectives[{i}]"
         item = check.mapping(item, field, {"metric", "direction", "ref"})
-        metric = _metric(check, f"{field}.metric", item.get("metric"), metrics)
+        metric = check.metric(item.get("metric"), f"{field}.metric", metrics)
         if any(goal.metric == metric for goal in goals):
             raise check.fail(f"{field}.metric", f"{metric!r} is already an objective")
         direction = item.get("direction")
@@ -373,25 +352,3 @@ def _goals(check: _Checker, raw: Any, metrics: Sequence[str]) -> tuple[Goal, ...
             Goal(metric, direction, None if ref is None else check.number(ref, f"{field}.ref"))
         )
     return tuple(goals)
-
-
-def _constraints(check: _Checker, raw: Any, metrics: Sequence[str]) -> tuple[Constraint, ...]:
-    if not isinstance(raw, list):
-        raise check.fail("constraints", f"expected a list like ['exact >= 50.5'], got {raw!r}")
-    constraints = []
-    for i, text in enumerate(raw):
-        try:
-            constraint = Constraint.parse(text)
-        except ValueError as exc:
-            raise check.fail(f"constraints[{i}]", str(exc)) from None
-        _metric(check, f"constraints[{i}]", constraint.metric, metrics)
-        constraints.append(constraint)
-    return tuple(constraints)
-
-
-def _metric(check: _Checker, field: str, metric: Any, metrics: Sequence[str]) -> str:
-    if metric not in metrics:
-        raise check.fail(
-            field, f"unknown metric {metric!r} (the objective reports: {', '.join(metrics)})"
-        )
-    return str(metric)

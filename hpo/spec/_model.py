@@ -40,6 +40,61 @@ class Resources:
     gpus: float = 0.0
 
 
+BACKENDS = ("ray", "local")
+"""Where trials run: Ray Tune, or one at a time in the driver (debugging, cheap objectives)."""
+
+SCHEDULERS = ("auto", "moasha", "asha", "median", "none")
+"""Early-stopping schedulers by name; ``auto`` = moasha with several objectives, else asha."""
+
+
+@dataclass(frozen=True)
+class DegenerateRule:
+    """A trivial solution runs can collapse into, recognised by conditions on metrics
+    (e.g. always-no-answer: ``HasAns_exact <= 1`` and ``NoAns_exact >= 99``)."""
+
+    name: str
+    when: tuple[Constraint, ...]
+    """All of these hold for a matching report."""
+    hint: str = ""
+    """What to check when many trials match (shown by the health check)."""
+    patience: int = 1
+    """Consecutive matching reports before a trial is stopped."""
+
+    def matches(self, metrics: Mapping[str, float]) -> bool:
+        return all(c.metric in metrics and c.violation(metrics) <= 0 for c in self.when)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({' and '.join(map(str, self.when))})"
+
+
+@dataclass(frozen=True)
+class InfeasibleStop:
+    """Stop a trial whose reports violate a constraint by more than ``margin`` for
+    ``patience`` consecutive reports, counting from report ``grace_period``."""
+
+    grace_period: int = 3
+    patience: int = 2
+    margin: float = 0.0
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """When to stop trials early. Budgets count a trial's reports (its evaluations)."""
+
+    scheduler: str = "none"
+    """Resolved: moasha, asha, median or none."""
+    metric: str | None = None
+    """asha and median: the objective they compare (default: the first)."""
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+    max_budget: int | None = None
+    """No rung at or beyond this many reports (the end of a trial is not a rung)."""
+    min_trials: int = 5
+    """median: trials that must have reached a report before it compares there."""
+    infeasible: InfeasibleStop | None = InfeasibleStop()
+    degenerate: tuple[DegenerateRule, ...] = ()
+
+
 @dataclass(frozen=True)
 class StudySpec:
     """Everything that defines a study, validated."""
@@ -59,6 +114,11 @@ class StudySpec:
     resources: Resources
     seed: int
     sampler: str
+    backend: str = "ray"
+    stopping: Stopping = Stopping()
+    health_after: int = 20
+    """Finished trials after which a study with no feasible trial is reported unhealthy."""
+    stop_when_unhealthy: bool = False
     description: str = ""
     hypothesis: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)

@@ -1,0 +1,130 @@
+"""Early stopping: compute spent and final feasible hypervolume, each scheduler vs none.
+
+Runs the same study (same trial budget, same seeds) once per scheduler and seed through
+the full hpo stack, then compares with ``none`` (no early stopping at all: no scheduler,
+no infeasibility or degenerate-run rule). Compute is the sum over trials of the last
+training step each reported; hypervolume is that of the final feasible Pareto front.
+
+    python benchmarks/early_stopping.py curves --trials 100 --seeds 0 1 2 --backend local
+    python benchmarks/early_stopping.py distill-squad --trials 30 --seeds 0 1
+
+Prints a table and writes JSON (``--out``). Runs share ``--home`` (storage, MLflow and
+caches such as the distill-squad teacher), one study per (scheduler, seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+BASELINE = "none"
+NO_STOPPING = [("stopping.infeasible", None), ("stopping.degenerate", {})]
+
+
+def run_one(study: str, scheduler: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    import hpo
+    from hpo.trials import ATTR_STEPS, ATTR_STOPPED
+
+    name = f"es-{study}-{scheduler}-t{args.trials}-s{seed}"
+    overrides = [("run.backend", args.backend), *[tuple(o) for o in args.set]]
+    if scheduler == BASELINE:
+        overrides += NO_STOPPING
+    started = time.perf_counter()
+    summary = hpo.run(
+        study, study_name=name, trials=args.trials, seed=seed, scheduler=scheduler,
+        overrides=overrides, show_progress=False,
+    )
+    wall = time.perf_counter() - started
+    trials = hpo.load(name)[0].get_trials(deepcopy=False)
+    return {
+        "study": study,
+        "scheduler": scheduler,
+        "seed": seed,
+        "trials": args.trials,
+        "compute_steps": sum(t.user_attrs.get(ATTR_STEPS, 0) for t in trials),
+        "hypervolume": summary.hypervolume or 0.0,
+        "feasible": summary.feasible,
+        "pareto_size": len(summary.front),
+        "pruned": summary.pruned,
+        "failed": summary.failed,
+        "stops": dict(Counter(t.user_attrs[ATTR_STOPPED] for t in trials
+                              if ATTR_STOPPED in t.user_attrs)),
+        "wall_s": round(wall, 1),
+    }
+
+
+def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scheduler: medians over seeds of compute saved and hypervolume kept vs none."""
+    base = {r["seed"]: r for r in rows if r["scheduler"] == BASELINE}
+    table = []
+    for scheduler in dict.fromkeys(r["scheduler"] for r in rows):
+        mine = [r for r in rows if r["scheduler"] == scheduler and r["seed"] in base]
+        saved = [base[r["seed"]]["compute_steps"] / max(1, r["compute_steps"]) for r in mine]
+        kept = [r["hypervolume"] / base[r["seed"]]["hypervolume"]
+                for r in mine if base[r["seed"]]["hypervolume"] > 0]
+        table.append({
+            "scheduler": scheduler,
+            "seeds": len(mine),
+            "compute_saved_x": round(statistics.median(saved), 2) if saved else None,
+            "hypervolume_vs_none": round(statistics.median(kept), 4) if kept else None,
+            "hypervolume_vs_none_min": round(min(kept), 4) if kept else None,
+            "median_compute_steps": statistics.median(r["compute_steps"] for r in mine),
+            "median_wall_s": statistics.median(r["wall_s"] for r in mine),
+        })
+    return table
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
+    print("  ".join(k.ljust(widths[k]) for k in keys))
+    for row in rows:
+        print("  ".join(str(row[k]).ljust(widths[k]) for k in keys))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", help="a study name or file, e.g. curves or distill-squad")
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--schedulers", nargs="+", default=["none", "moasha", "asha", "median"])
+    parser.add_argument("--backend", default="ray", choices=["ray", "local"])
+    parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
+                        help="extra study-file override for every run (value as YAML)")
+    parser.add_argument("--home", default="storage/benchmarks", help="HPO_HOME of the runs")
+    parser.add_argument("--out", help="JSON file (default: benchmarks/results/early_stopping_"
+                        "STUDY.json)")
+    args = parser.parse_args(argv)
+    from hpo.spec import parse_assignment
+
+    args.set = [parse_assignment(f"{field}={value}") for field, value in args.set]
+    os.environ["HPO_HOME"] = str(Path(args.home).absolute())
+    schedulers = [BASELINE] + [s for s in args.schedulers if s != BASELINE]
+    rows = []
+    for seed in args.seeds:
+        for scheduler in schedulers:
+            rows.append(run_one(args.study, scheduler, seed, args))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    print_table([{k: v for k, v in r.items() if k != "stops"} for r in rows])
+    print()
+    table = compare(rows)
+    print_table(table)
+    out = Path(args.out or f"benchmarks/results/early_stopping_{Path(args.study).stem}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"runs": rows, "summary": table,
+                               "command": " ".join(sys.argv)}, indent=2))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

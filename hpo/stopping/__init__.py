@@ -1,0 +1,78 @@
+"""When to stop trials early: schedulers (ASHA, MO-ASHA, median) and rules on a trial's
+own reports (degenerate runs, hopeless infeasibility). Pure logic, no Ray: the execution
+backend feeds reports in and stops the trials it is told to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from hpo.spec import StudySpec
+from hpo.stopping._asha import ASHA, by_metric, by_objectives
+from hpo.stopping._base import History, Stop, StoppingRule
+from hpo.stopping._median import MedianStop
+from hpo.stopping._rules import DegenerateStop, InfeasibleStopRule
+
+
+class EarlyStopping:
+    """Keeps every trial's reports and asks the rules, in order, after each report:
+    degenerate-run rules, then the infeasibility rule, then the scheduler."""
+
+    def __init__(self, rules: Sequence[StoppingRule], metrics: Sequence[str]) -> None:
+        self.rules = list(rules)
+        self.metrics = tuple(metrics)
+        """The metrics the rules look at: the only ones kept in the history."""
+        self.history = History()
+
+    def report(self, number: int, metrics: Mapping[str, float]) -> Stop | None:
+        """Record trial ``number``'s next report; a ``Stop`` if it should stop now."""
+        self.history.add(number, {k: v for k, v in metrics.items() if k in self.metrics})
+        for rule in self.rules:
+            stop = rule.check(number, self.history)
+            if stop is not None:
+                return stop
+        return None
+
+    def restore(self, number: int, reports: Sequence[Mapping[str, float]]) -> None:
+        """Bring back a finished trial's reports (a resumed study judges new trials
+        against every earlier one)."""
+        for metrics in reports:
+            self.history.add(number, metrics)
+
+
+def create_stopping(spec: StudySpec) -> EarlyStopping:
+    """The study's rules, from its ``stopping:`` section."""
+    settings = spec.stopping
+    rules: list[StoppingRule] = [DegenerateStop(rule) for rule in settings.degenerate]
+    if settings.infeasible is not None and spec.constraints:
+        rules.append(InfeasibleStopRule(spec.constraints, settings.infeasible))
+    goal = next(
+        (g for g in spec.goals if g.metric == settings.metric), spec.goals[0]
+    )
+    if settings.scheduler == "median":
+        rules.append(MedianStop(goal, settings.grace_period, settings.min_trials))
+    elif settings.scheduler in ("asha", "moasha"):
+        ranking = (
+            by_objectives(spec.goals, spec.constraints)
+            if settings.scheduler == "moasha"
+            else by_metric(goal)
+        )
+        rules.append(
+            ASHA(settings.scheduler, ranking, settings.grace_period,
+                 settings.reduction_factor, settings.max_budget)
+        )
+    metrics = [g.metric for g in spec.goals] + [c.metric for c in spec.constraints]
+    metrics += [c.metric for rule in settings.degenerate for c in rule.when]
+    return EarlyStopping(rules, list(dict.fromkeys(metrics)))
+
+
+__all__ = [
+    "ASHA",
+    "DegenerateStop",
+    "EarlyStopping",
+    "History",
+    "InfeasibleStopRule",
+    "MedianStop",
+    "Stop",
+    "StoppingRule",
+    "create_stopping",
+]
