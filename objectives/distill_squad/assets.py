@@ -108,7 +108,8 @@ def _tokenizer(backbone: str, datasets: list[squad_data.Dataset], cache_dir: Pat
 
 
 def _teacher(args: Mapping[str, Any], tokenizer: Any, train_features: dict[str, torch.Tensor],
-             train_identity: str, cache_dir: Path) -> QAModel:
+             train_identity: str, features: squad_data.FeatureSettings,
+             cache_dir: Path) -> QAModel:
     given = args.get("teacher")
     if given:
         path = Path(given)
@@ -119,8 +120,9 @@ def _teacher(args: Mapping[str, Any], tokenizer: Any, train_features: dict[str, 
     settings = TrainSettings(learning_rate=args["teacher_learning_rate"],
                              epochs=args["teacher_epochs"], batch_size=args["batch_size"],
                              evaluations=1)
+    # Keyed by everything its training features depend on (windows, stride, query length).
     directory = cache_dir / "teachers" / _key(train_identity, backbone, len(tokenizer),
-                                              args["max_seq_length"], settings)
+                                              features, settings)
     with _locked(directory.with_suffix(".lock")):
         if (directory / "weights.pt").exists():
             return QAModel.load(directory)
@@ -172,7 +174,7 @@ def load_assets(args: Mapping[str, Any], cache_dir: Path) -> Assets:
     with _locked(cache_dir / "features.lock"):
         train_features = squad_data.featurize(train_set, tokenizer, settings, cache_dir)
         eval_features = squad_data.featurize(eval_set, tokenizer, settings, cache_dir)
-    teacher = _teacher(args, tokenizer, train_features, train_set.identity, cache_dir)
+    teacher = _teacher(args, tokenizer, train_features, train_set.identity, settings, cache_dir)
     eval_rows = squad_data.examples(eval_set)
     key = _key(teacher_fingerprint(teacher), train_set.sha256, eval_set.sha256, settings)
     logits_path = cache_dir / "teacher_logits" / f"{key}.pt"
