@@ -26,9 +26,7 @@ def is_feasible(trial: FrozenTrial) -> bool:
 
 def minimized(values: Sequence[float], goals: Sequence[Goal]) -> list[float]:
     """Goal values turned so that smaller is better in each."""
-    return [
-        -v if goal.direction == "maximize" else v for v, goal in zip(values, goals, strict=True)
-    ]
+    return [goal.minimized(v) for v, goal in zip(values, goals, strict=True)]
 
 
 def nondominated(points: Sequence[Sequence[float]]) -> list[bool]:

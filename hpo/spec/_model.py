@@ -33,6 +33,10 @@ class Goal:
     ref: float | None = None
     """Hypervolume reference point: the worst value that still counts."""
 
+    def minimized(self, value: float) -> float:
+        """``value`` turned so that smaller is better."""
+        return -value if self.direction == "maximize" else value
+
 
 @dataclass(frozen=True)
 class Resources:

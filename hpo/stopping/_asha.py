@@ -70,11 +70,11 @@ def _worst_if_nan(value: float) -> float:
 
 def by_metric(goal: Goal) -> Ranking:
     """Rank on one objective."""
-    sign = -1.0 if goal.direction == "maximize" else 1.0
 
     def ranking(reached: Mapping[int, Mapping[str, float]]) -> dict[int, Any]:
         return {
-            n: _worst_if_nan(sign * m.get(goal.metric, math.nan)) for n, m in reached.items()
+            n: _worst_if_nan(goal.minimized(m.get(goal.metric, math.nan)))
+            for n, m in reached.items()
         }
 
     return ranking

@@ -20,21 +20,21 @@ class MedianStop(StoppingRule):
         budget = len(reports)
         if budget < self.grace_period:
             return None
-        sign = -1.0 if self.goal.direction == "maximize" else 1.0
+        goal = self.goal
         others = [
-            sign * m[self.goal.metric]
+            goal.minimized(m[goal.metric])
             for n, m in history.at(budget).items()
-            if n != number and not math.isnan(m.get(self.goal.metric, math.nan))
+            if n != number and not math.isnan(m.get(goal.metric, math.nan))
         ]
         if len(others) < self.min_trials:
             return None
-        own = [sign * r[self.goal.metric] for r in reports if self.goal.metric in r]
+        own = [goal.minimized(r[goal.metric]) for r in reports if goal.metric in r]
         best = min((v for v in own if not math.isnan(v)), default=math.inf)
         median = statistics.median(others)
         if best <= median:
             return None
         return Stop(
-            f"median: {self.goal.metric}",
-            f"best {self.goal.metric} so far {sign * best:.4g} is worse than the median "
-            f"{sign * median:.4g} of {len(others)} trials at report {budget}",
+            f"median: {goal.metric}",
+            f"best {goal.metric} so far {goal.minimized(best):.4g} is worse than the median "
+            f"{goal.minimized(median):.4g} of {len(others)} trials at report {budget}",
         )
