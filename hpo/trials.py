@@ -107,6 +107,8 @@ class Outcome:
     stop: Stop | None = None
     reports: list[dict[str, float]] = field(default_factory=list)
     steps: int | None = None
+    single_objective: str | None = None
+    """The metric of a single-objective study (its reports become intermediate values)."""
 
     @property
     def feasible(self) -> bool:
@@ -139,6 +141,8 @@ def decide(
         if k in spec.metrics and isinstance(v, int | float) and not isinstance(v, bool)
     }
     outcome = Outcome(number, TrialState.FAIL, params, metrics)
+    if len(spec.goals) == 1:
+        outcome.single_objective = spec.goals[0].metric
     if crashed:
         outcome.reason = "the trial's worker process died (killed, out of memory or crashed)"
     elif result is not None and result.get(ERROR):
@@ -190,8 +194,8 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
         trial.set_user_attr(ATTR_REPORTS, _finite(outcome.reports))
     if outcome.steps is not None:
         trial.set_user_attr(ATTR_STEPS, outcome.steps)
-    if len(study.directions) == 1 and not outcome.interrupted:
-        metric = study.metric_names[0] if study.metric_names else None
+    metric = outcome.single_objective
+    if metric is not None and not outcome.interrupted:
         for budget, report in enumerate(outcome.reports, start=1):
             if metric in report and math.isfinite(report[metric]):
                 trial.report(report[metric], budget)
