@@ -9,6 +9,7 @@ import optuna
 import pandas as pd
 
 from hpo.errors import ConfigError
+from hpo.preflight import Report, run_preflight
 from hpo.runner import SPEC_ATTR, open_storage, run_study
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec, build_spec, load_spec
@@ -55,17 +56,42 @@ def run(
     tracking_uri: str | None = None,
     address: str | None = None,
     show_progress: bool = True,
+    preflight: bool = True,
     overrides: Sequence[tuple[str, Any]] = (),
     study_name: str | None = None,
     **flags: Any,
 ) -> StudySummary:
-    """Run or resume a study until it has its budget of finished trials.
+    """Run or resume a study until it has its budget of finished trials; the fast preflight
+    checks run first unless ``preflight=False``.
 
     >>> summary = hpo.run("curves", trials=30)          # doctest: +SKIP
     """
     spec = resolve_spec(study, overrides=overrides, study_name=study_name, **flags)
     settings = Settings.resolve(storage, tracking_uri)
-    return run_study(spec, settings, address=address, show_progress=show_progress)
+    return run_study(
+        spec, settings, address=address, show_progress=show_progress, preflight=preflight
+    )
+
+
+def preflight(
+    study: str,
+    *,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    full: bool = True,
+    overrides: Sequence[tuple[str, Any]] = (),
+    study_name: str | None = None,
+    **flags: Any,
+) -> Report:
+    """Check that the study can start (same options as :func:`run`), writing nothing.
+
+    ``report.problems`` lists what would stop it; ``report.raise_for_problems()`` raises
+    ``ConfigError`` with all of them. ``full=False``: only the checks made at study start.
+    """
+    spec = resolve_spec(study, overrides=overrides, study_name=study_name, **flags)
+    return run_preflight(spec, Settings.resolve(storage, tracking_uri), full=full,
+                         address=address)
 
 
 def load(study_name: str, *, storage: str | None = None) -> tuple[optuna.Study, StudySpec]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import warnings
 
 import optuna
@@ -14,6 +15,7 @@ from hpo.errors import ConfigError, RunError
 from hpo.execution import Observer, StudySearcher, run_trials, run_trials_locally
 from hpo.health import HealthCheck
 from hpo.objectives import resolve_objective
+from hpo.preflight import run_preflight
 from hpo.progress import Progress
 from hpo.samplers import create_sampler
 from hpo.settings import Settings, redact
@@ -133,14 +135,26 @@ def restored_stopping(study: optuna.Study, spec: StudySpec) -> EarlyStopping:
 
 
 def run_study(
-    spec: StudySpec, settings: Settings, *, address: str | None = None, show_progress: bool = True
+    spec: StudySpec,
+    settings: Settings,
+    *,
+    address: str | None = None,
+    show_progress: bool = True,
+    preflight: bool = True,
 ) -> StudySummary:
     """Run the study until it has ``spec.trials`` finished trials, resuming what exists.
 
     Returns the final summary; raises ``KeyboardInterrupt`` after a clean stop when the
     user interrupted it (finished trials are kept, running ones are re-run on resume), and
     ``RunError`` when the study stopped because it was unhealthy (``stop_when_unhealthy``).
+    With ``preflight``, the fast preflight checks run first: ``ConfigError`` listing every
+    problem, and nothing written, when one fails.
     """
+    if preflight:
+        report = run_preflight(spec, settings, full=False, address=address)
+        for warning in report.warnings:
+            print(f"preflight: warning: {warning}", file=sys.stderr, flush=True)
+        report.raise_for_problems()
     settings.prepare()
     study = load_study(spec, open_storage(settings, create=True))
     recover_interrupted(study, spec)

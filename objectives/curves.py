@@ -162,6 +162,7 @@ class CurvesObjective(Objective):
         "num_params", "latency_ms", "train_loss",
     )  # fmt: skip
     parameters: ClassVar[tuple[str, ...] | None] = PARAMETERS
+    requires: ClassVar[tuple[str, ...]] = ("numpy",)
 
     def __init__(
         self,

@@ -28,5 +28,6 @@ def test_run_then_inspect_from_python(workdir: Path) -> None:
 
 
 def test_gpus_the_cluster_does_not_have_is_a_clear_runtime_error(workdir: Path) -> None:
+    # preflight=False: the GPU preflight check would stop it first (tests/test_preflight.py)
     with pytest.raises(hpo.RunError, match="asks for 1 GPU but the Ray cluster has 0"):
-        hpo.run("bnh", trials=2, gpus=1, show_progress=False)
+        hpo.run("bnh", trials=2, gpus=1, show_progress=False, preflight=False)

