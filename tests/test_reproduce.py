@@ -169,6 +169,20 @@ def test_config_json_per_trial_and_on_its_run(curves: tuple[Path, list[str]]) ->
         assert json.loads(Path(logged).read_text()) == config
 
 
+def test_reproduce_a_failed_trial_shows_its_error(tmp_path: Path) -> None:
+    flaky = Path(__file__).parent / "support" / "flaky.yaml"  # raises for x > 0.8
+    result = hpo(tmp_path, "study", str(flaky), "--trials", "6", "--backend", "local",
+                 "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trial = _first(study_in(tmp_path, "flaky"), TrialState.FAIL)
+    result = hpo(tmp_path, "reproduce", "flaky", str(trial.number))
+    assert result.returncode == 0, result.stdout + result.stderr
+    error = next(line for line in result.stdout.splitlines() if line.startswith("error"))
+    reason = trial.user_attrs["fail_reason"]
+    assert reason.startswith("RuntimeError: diverged at x=")
+    assert error.split(None, 1)[1] == f"{reason}  {reason}  match"
+
+
 def test_bad_keep_models_is_one_line_exit_2(tmp_path: Path) -> None:
     result = hpo(tmp_path, "study", "curves", "--backend", "local",
                  "--set", "run.keep_models=best")
