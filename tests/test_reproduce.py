@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.pareto import pareto_front
 from hpo.spec import bundled_study_dir, load_spec
+from hpo.trial_outputs import models_to_drop
 from tests.conftest import hpo_env
 
 pytestmark = pytest.mark.integration
@@ -264,3 +265,9 @@ def test_distill_squad_reproduces_exactly_on_cpu(distill: Path) -> None:
     assert lines["latency_ms"].endswith("measured, not compared")
     reproduced = distill / "storage/studies/tiny-distill/reproduce" / f"{trial.number:04d}"
     assert (reproduced / "model" / "weights.pt").is_file()
+
+
+@pytest.mark.parametrize(("keep", "dropped"), [("front", {1, 3}), ("all", set()),
+                                               ("none", {0, 1, 2, 3})])
+def test_which_models_are_dropped(keep: str, dropped: set[int]) -> None:
+    assert models_to_drop(keep, finished=[0, 1, 2, 3], front=[0, 2]) == dropped
