@@ -15,6 +15,7 @@ _EXPORTS = {
     "status": "hpo.api",
     "pareto_front": "hpo.api",
     "list_studies": "hpo.api",
+    "reproduce": "hpo.api",
     "resolve_spec": "hpo.api",
     "ConfigError": "hpo.errors",
     "RunError": "hpo.errors",
@@ -38,13 +39,14 @@ __all__ = [
     "load",
     "load_spec",
     "pareto_front",
+    "reproduce",
     "resolve_spec",
     "run",
     "status",
 ]
 
 if TYPE_CHECKING:
-    from hpo.api import list_studies, load, pareto_front, resolve_spec, run, status
+    from hpo.api import list_studies, load, pareto_front, reproduce, resolve_spec, run, status
     from hpo.errors import ConfigError, RunError
     from hpo.objectives import Objective, Reporter, TrialContext
     from hpo.spec import StudySpec, load_spec

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
@@ -15,6 +16,9 @@ from hpo.settings import Settings, redact
 from hpo.spec import StudySpec, build_spec, load_spec
 from hpo.summary import StudySummary, front_rows
 from hpo.tracking import PARENT_ATTR
+
+if TYPE_CHECKING:
+    from hpo.reproduce import Reproduction
 
 _FLAG_FIELDS = {
     "trials": "run.trials",
@@ -122,6 +126,26 @@ def pareto_front(study_name: str, *, storage: str | None = None) -> pd.DataFrame
     front = StudySummary.of(study.get_trials(deepcopy=False), spec.goals).front
     rows = front_rows(front, spec.goals, [c.metric for c in spec.constraints])
     return pd.DataFrame(rows)
+
+
+def reproduce(
+    study_name: str,
+    trial: int,
+    *,
+    storage: str | None = None,
+    output_dir: str | Path | None = None,
+) -> Reproduction:
+    """Run trial ``trial`` again from what the study recorded (objective, args, params,
+    seed, resources), in this process and outside the study (nothing is written to its
+    storage or MLflow; outputs go to ``output_dir``, default
+    ``<study_dir>/reproduce/NNNN``). Returns recorded vs reproduced metrics."""
+    from hpo.reproduce import reproduce_trial
+
+    study, spec = load(study_name, storage=storage)
+    settings = Settings.resolve(storage)
+    return reproduce_trial(
+        study, spec, settings, trial, None if output_dir is None else Path(output_dir)
+    )
 
 
 def list_studies(*, storage: str | None = None) -> list[dict[str, Any]]:

@@ -17,12 +17,14 @@ from hpo.health import HealthCheck
 from hpo.objectives import resolve_objective
 from hpo.preflight import run_preflight
 from hpo.progress import Progress
+from hpo.provenance import PROVENANCE_ATTR, study_provenance
 from hpo.samplers import create_sampler
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, create_stopping
 from hpo.summary import StudySummary
 from hpo.tracking import Tracker
+from hpo.trial_outputs import TrialOutputs
 from hpo.trials import ATTR_REPORTS, SYSTEM_DRIVER, counts_towards_budget, decide, tell
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -167,6 +169,9 @@ def run_study(
         for key, value in inputs.items():
             print(f"{key}: {value}", flush=True)
         tracker.record_inputs(inputs)
+        record, git = study_provenance(spec, inputs, study.user_attrs.get(PROVENANCE_ATTR))
+        study.set_user_attr(PROVENANCE_ATTR, record)
+        tracker.record_provenance(record, git)
     progress = Progress(spec.name, spec.trials, summary) if show_progress else None
     unhealthy: list[str] = []
 
@@ -183,7 +188,8 @@ def run_study(
         [progress.warn if progress else show, tracker.record_health],
         stop_unhealthy if spec.stop_when_unhealthy else None,
     )
-    observers: list[Observer] = [tracker, health]
+    outputs = TrialOutputs(study, spec, settings, tracker.git_commit)
+    observers: list[Observer] = [outputs, tracker, health]
     if progress is not None:
         observers.append(progress)
     searcher = StudySearcher(study, spec, settings, observers, restored_stopping(study, spec))
@@ -195,6 +201,9 @@ def run_study(
     finally:
         if progress is not None:
             progress.close()
+        if spec.keep_models != "none":
+            tracker.log_models(study, StudySummary.of(study.get_trials(deepcopy=False),
+                                                      spec.goals))
         tracker.close(interrupted=searcher.interrupted)
     if unhealthy:
         raise RunError(f"study {spec.name!r} stopped because it is unhealthy: {unhealthy[0]}")

@@ -7,6 +7,7 @@ written with ``log_batch``, not one request per value.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,13 +24,16 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from hpo.provenance import CONFIG_FILE, UNKNOWN, GitState, trial_config
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
 from hpo.summary import StudySummary, front_rows
-from hpo.trials import ATTR_RUN_ID, Outcome
+from hpo.trial_outputs import MODEL_DIR, model_dir
+from hpo.trials import ATTR_RUN_ID, ATTR_SEED, Outcome
 
 PARENT_ATTR = "mlflow_parent_run_id"
 TAG_STUDY, TAG_ROLE, TAG_TRIAL = "hpo.study", "hpo.role", "hpo.trial"
+TAG_COMMIT, TAG_MODEL = "hpo.git_commit", "hpo.model"
 _END_STATUS = {
     TrialState.COMPLETE: "FINISHED",
     TrialState.PRUNED: "KILLED",
@@ -46,7 +50,8 @@ class Tracker:
     """Writes a study and its trials to MLflow."""
 
     def __init__(self, spec: StudySpec, settings: Settings, study: optuna.Study) -> None:
-        self.spec = spec
+        self.spec, self.settings = spec, settings
+        self.git_commit = UNKNOWN
         self.client = MlflowClient(tracking_uri=settings.tracking_uri)
         self.experiment_id = self._experiment(study.study_name, settings)
         self.parent_id = self._parent_run(study, settings)
@@ -117,6 +122,31 @@ class Tracker:
             self.client.log_batch(self.parent_id, tags=[
                 RunTag(f"hpo.input.{key}", redact(value)[:5000]) for key, value in inputs.items()])
 
+    def record_provenance(self, record: Mapping[str, Any], git: GitState) -> None:
+        """Environment, commit(s) and inputs of this session on the parent run: tags (they
+        may change on resume; params may not), ``environment.json`` and, when the working
+        tree has uncommitted changes, ``git.diff``."""
+        self.git_commit = git.commit
+        env = record["environment"]
+        tags = {
+            TAG_COMMIT: git.commit,
+            "hpo.git_dirty": str(git.dirty).lower(),
+            "hpo.git_commits": ",".join(record["commits"]),
+            "hpo.host": env["host"],
+            "hpo.python": env["python"],
+            **{f"hpo.version.{k}": v for k, v in env["packages"].items()},
+        }
+        if env.get("gpus"):
+            tags["hpo.gpu"] = "; ".join(env["gpus"])
+        if env.get("cuda"):
+            tags["hpo.cuda"] = env["cuda"]
+        self.client.log_batch(
+            self.parent_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        )
+        self.client.log_dict(self.parent_id, dict(record), "environment.json")
+        if git.diff:
+            self.client.log_text(self.parent_id, git.diff, "git.diff")
+
     def record_health(self, diagnosis: str) -> None:
         """Tag the parent run with the health check's diagnosis."""
         self.client.set_tag(self.parent_id, "hpo.health", diagnosis[:5000])
@@ -132,10 +162,15 @@ class Tracker:
                 TAG_STUDY: self.spec.name,
                 TAG_ROLE: "trial",
                 TAG_TRIAL: str(number),
+                TAG_COMMIT: self.git_commit,
             },
         )
         self._children[number] = run.info.run_id
         trial.set_user_attr(ATTR_RUN_ID, run.info.run_id)
+        config = trial_config(
+            self.spec, number, params, trial.user_attrs[ATTR_SEED], self.git_commit
+        )
+        self.client.log_dict(run.info.run_id, config, CONFIG_FILE)
         self.client.log_batch(
             run.info.run_id,
             params=[
@@ -227,6 +262,36 @@ class Tracker:
             csv_path.write_text(_csv(rows))
             self.client.log_artifact(self.parent_id, str(json_path))
             self.client.log_artifact(self.parent_id, str(csv_path))
+
+    def log_models(self, study: optuna.Study, summary: StudySummary) -> None:
+        """Log the ``model/`` of each Pareto-front trial as its run's ``model`` artifact
+        (once), and remove it from runs whose trial has left the front."""
+        front = {t.number for t in summary.front}
+        runs = {t.number: t.user_attrs.get(ATTR_RUN_ID) for t in study.get_trials(deepcopy=False)}
+        logged = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`mlflow.parentRunId` = '{self.parent_id}' and tags.`{TAG_MODEL}` = 'logged'",
+            max_results=10_000,
+        )
+        done = set()
+        for run in logged:
+            number = int(run.data.tags.get(TAG_TRIAL, -1))
+            if number in front:
+                done.add(number)
+                continue
+            from mlflow.store.artifact.artifact_repository_registry import (
+                get_artifact_repository,
+            )
+
+            with contextlib.suppress(NotImplementedError, OSError):
+                get_artifact_repository(run.info.artifact_uri).delete_artifacts(MODEL_DIR)
+            self.client.set_tag(run.info.run_id, TAG_MODEL, "removed: left the Pareto front")
+        for number in sorted(front - done):
+            path = model_dir(self.settings, self.spec.name, number)
+            run_id = runs.get(number)
+            if run_id and path.is_dir() and any(path.iterdir()):
+                self.client.log_artifacts(run_id, str(path), MODEL_DIR)
+                self.client.set_tag(run_id, TAG_MODEL, "logged")
 
     # -- life cycle -----------------------------------------------------------------------
     def close_orphans(self, study: optuna.Study) -> int:

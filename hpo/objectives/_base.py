@@ -26,7 +26,12 @@ class TrialContext:
     cpus: float
     gpus: float
     output_dir: Path
-    """A directory owned by this trial; created before :meth:`Objective.run` is called."""
+    """A directory owned by this trial (``<study_dir>/trials/NNNN``); created before
+    :meth:`Objective.run` is called. hpo writes the trial's resolved configuration there
+    (``config.json``). An objective that produces a model writes it (weights and config)
+    to ``output_dir / "model"``: hpo keeps it for Pareto-front trials, logs it as the
+    ``model`` artifact of the trial's MLflow run, and deletes it for the others
+    (``run.keep_models``: front, all or none)."""
     cache_dir: Path
     """Shared by the study's trials (and by other studies): what :meth:`Objective.prepare`
     built, keyed by content so that different settings never collide."""
@@ -50,6 +55,10 @@ class Objective(abc.ABC):
     """Names of every metric :meth:`run` reports or returns. Objectives and constraints
     of a study may only name these."""
 
+    measured_metrics: ClassVar[tuple[str, ...]] = ()
+    """Metrics measured on the machine (wall-clock timings): they vary between runs of
+    the same configuration, so ``hpo reproduce`` shows them without comparing them."""
+
     parameters: ClassVar[tuple[str, ...] | None] = None
     """Hyperparameter names the objective understands; ``None`` accepts any name."""
 
@@ -66,7 +75,9 @@ class Objective(abc.ABC):
         driver, before trials start; store it under ``cache_dir``.
 
         Returns facts about the inputs (e.g. ``{"data": "synthetic, offline default"}``):
-        hpo prints each on one line and records them as tags of the study's MLflow run.
+        hpo prints each on one line and records them as tags of the study's MLflow run and
+        in the study's provenance. Data identity belongs here (path + sha256, hub id +
+        revision, or generator + seed + sha256): ``hpo reproduce`` warns when it changed.
         """
         return {}
 

@@ -9,6 +9,7 @@ from hpo.spec._load import (
     parse_assignment,
 )
 from hpo.spec._model import (
+    KEEP_MODELS,
     SCHEDULERS,
     DegenerateRule,
     Goal,
@@ -20,6 +21,7 @@ from hpo.spec._model import (
 )
 
 __all__ = [
+    "KEEP_MODELS",
     "SCHEDULERS",
     "Constraint",
     "DegenerateRule",

@@ -22,7 +22,7 @@ from hpo.errors import ConfigError
 from hpo.objectives import Objective, resolve_objective
 from hpo.samplers import SAMPLERS
 from hpo.spec._checker import Checker
-from hpo.spec._model import BACKENDS, Goal, Parameter, Resources, StudySpec
+from hpo.spec._model import BACKENDS, KEEP_MODELS, Goal, Parameter, Resources, StudySpec
 from hpo.spec._stopping import parse_stopping
 
 _TOP_KEYS = {
@@ -43,6 +43,7 @@ _RUN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "sampler": "auto",
     "backend": "ray",
+    "keep_models": "front",
     "resources": {"cpus": 1, "gpus": 0},
 }
 _PARAM_KEYS = {
@@ -190,6 +191,11 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
         raise check.fail(
             "run.stop_when_unhealthy", f"expected true or false, got {stop_when_unhealthy!r}"
         )
+    keep_models = run["keep_models"]
+    if keep_models not in KEEP_MODELS:
+        raise check.fail(
+            "run.keep_models", f"{keep_models!r} is not one of {', '.join(KEEP_MODELS)}"
+        )
     resolved = copy.deepcopy(doc)
     resolved["run"] = copy.deepcopy(run)
     return StudySpec(
@@ -217,6 +223,7 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
             check.number(run["health_after"], "run.health_after", integer=True, minimum=1)
         ),
         stop_when_unhealthy=stop_when_unhealthy,
+        keep_models=keep_models,
         description=check.text(doc.get("description", ""), "description"),
         hypothesis=check.text(doc.get("hypothesis", ""), "hypothesis"),
         raw=resolved,

@@ -47,6 +47,10 @@ class Resources:
 BACKENDS = ("ray", "local")
 """Where trials run: Ray Tune, or one at a time in the driver (debugging, cheap objectives)."""
 
+KEEP_MODELS = ("front", "all", "none")
+"""Which trials keep the model they wrote to ``output_dir/model``: Pareto front (default),
+every trial, or none."""
+
 SCHEDULERS = ("auto", "moasha", "asha", "median", "none")
 """Early-stopping schedulers by name; ``auto`` = moasha with several objectives, else asha."""
 
@@ -123,6 +127,8 @@ class StudySpec:
     health_after: int = 20
     """Finished trials after which a study with no feasible trial is reported unhealthy."""
     stop_when_unhealthy: bool = False
+    keep_models: str = "front"
+    """front, all or none (see :data:`KEEP_MODELS`)."""
     description: str = ""
     hypothesis: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)

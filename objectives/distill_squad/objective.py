@@ -27,6 +27,7 @@ class DistillSquadObjective(Objective):
         *QA_METRICS, "exact_over_no_answer", "num_params", "trainable_params", "latency_ms",
         "loss", "loss_squad", "loss_ce", "epoch",
     )
+    measured_metrics: ClassVar[tuple[str, ...]] = ("latency_ms",)
     parameters: ClassVar[tuple[str, ...] | None] = (
         "learning_rate", "n_layers", "n_heads", "hidden_size", "dropout", "attention_dropout",
         "qa_dropout", "alpha_ce", "alpha_squad", "temperature", "mode", "lora_r", "lora_alpha",
@@ -92,9 +93,9 @@ class DistillSquadObjective(Objective):
         default = not (data.get("train") or data.get("hub"))
         teacher = assets.teacher_metrics
         return {
-            "data": assets.train.identity + (" (offline default: synthetic SQuAD 2.0-style "
-                                             "questions)" if default else ""),
-            "eval_data": assets.eval.identity,
+            "data": _identity(assets.train) + (" (offline default: synthetic SQuAD 2.0-style "
+                                               "questions)" if default else ""),
+            "eval_data": _identity(assets.eval),
             "no_answer_baseline": f"exact {assets.baseline['exact']:.2f} on the evaluation set",
             "teacher": (f"exact {teacher['exact']:.2f}, HasAns_exact "
                         f"{teacher['HasAns_exact']:.2f}, NoAns_exact {teacher['NoAns_exact']:.2f}"
@@ -108,6 +109,7 @@ class DistillSquadObjective(Objective):
 
         from objectives.distill_squad.assets import load_assets
         from objectives.distill_squad.modeling import (
+            QAModel,
             build_student,
             count_params,
             latency_ms,
@@ -161,4 +163,13 @@ class DistillSquadObjective(Objective):
         merge = getattr(model, "merge_and_unload", None)  # lora: measure the deployed model
         deployed = merge() if callable(merge) else model
         final["latency_ms"] = latency_ms(deployed, assets.eval_features, device)
+        if isinstance(deployed, QAModel):  # the contract: a trial's model goes to model/
+            deployed.save(context.output_dir / "model")
         return final
+
+
+def _identity(dataset: Any) -> str:
+    """Where the questions come from, their count and the sha256 of their JSON."""
+    count = sum(len(p["qas"]) for article in dataset.data for p in article["paragraphs"])
+    digest = "" if "sha256:" in dataset.identity else f" sha256:{dataset.sha256}"
+    return f"{dataset.identity}{digest}, {count} questions"

@@ -1,0 +1,150 @@
+"""Where a study's numbers come from: code (git commit and diff), environment, inputs.
+
+Recorded once per study session (``run_study``): in the Optuna study user attribute
+:data:`PROVENANCE_ATTR` and on the MLflow parent run. Each trial's full resolved
+configuration (:func:`trial_config`) is written next to its outputs. Nothing here imports
+torch: package versions come from ``importlib.metadata``. A missing git, a directory
+that is not a repository or a missing ``nvidia-smi`` is recorded as unknown, never an error.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from hpo.spec import StudySpec
+
+PROVENANCE_ATTR = "provenance"
+UNKNOWN = "unknown"
+PACKAGES = ("hpo", "torch", "transformers", "peft", "optuna", "ray", "mlflow", "numpy")
+"""Versions recorded when installed."""
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class GitState:
+    commit: str = UNKNOWN
+    dirty: bool = False
+    diff: str = ""
+    repo: str = UNKNOWN
+
+
+def _command(args: list[str], cwd: Path | None = None, timeout: float = 20) -> str | None:
+    """Output of a command, or None when it is missing or fails."""
+    if shutil.which(args[0]) is None:
+        return None
+    try:
+        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_state(directory: Path) -> GitState:
+    """Commit (``git rev-parse HEAD``) and uncommitted diff (``git diff HEAD``) of the
+    repository containing ``directory``; :data:`UNKNOWN` outside a repository."""
+    if not directory.is_dir():
+        return GitState()
+    root = _command(["git", "rev-parse", "--show-toplevel"], directory)
+    commit = _command(["git", "rev-parse", "HEAD"], directory)
+    if root is None or commit is None:
+        return GitState()
+    diff = _command(["git", "diff", "HEAD"], directory) or ""
+    return GitState(commit.strip(), bool(diff), diff, root.strip())
+
+
+def code_dir(spec: StudySpec) -> Path:
+    """The code under study: the repository of the study file, else the current directory."""
+    source = Path(spec.source)
+    if source.is_file():
+        folder = source.resolve().parent
+        if _command(["git", "rev-parse", "HEAD"], folder) is not None:
+            return folder
+    return Path.cwd()
+
+
+def current_commit(spec: StudySpec) -> str:
+    return git_state(code_dir(spec)).commit
+
+
+def environment() -> dict[str, Any]:
+    """Host, Python, installed package versions, CUDA and GPU names when present."""
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    env: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        "packages": packages,
+    }
+    gpus = _command(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
+    if gpus:
+        env["gpus"] = [line.strip() for line in gpus.splitlines() if line.strip()]
+        header = _command(["nvidia-smi"]) or ""
+        for part in header.split("|"):
+            if "CUDA Version:" in part:
+                env["cuda"] = part.split("CUDA Version:", 1)[1].strip()
+    return env
+
+
+def study_provenance(
+    spec: StudySpec, inputs: Mapping[str, str], previous: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], GitState]:
+    """The study's provenance for this session; a resume keeps every earlier commit in
+    ``commits`` (and its sessions in ``sessions``) instead of overwriting them."""
+    git = git_state(code_dir(spec))
+    env = environment()
+    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": env["host"],
+               "git_commit": git.commit, "git_dirty": git.dirty}
+    earlier = dict(previous or {})
+    commits = list(earlier.get("commits", []))
+    if git.commit not in commits:
+        commits.append(git.commit)
+    record = {
+        "environment": env,
+        "git_commit": git.commit,
+        "git_dirty": git.dirty,
+        "git_repo": git.repo,
+        "commits": commits,
+        "sessions": [*earlier.get("sessions", []), session],
+        "inputs": dict(inputs) or dict(earlier.get("inputs", {})),
+    }
+    return record, git
+
+
+def trial_config(
+    spec: StudySpec, number: int, params: Mapping[str, Any], seed: int, git_commit: str
+) -> dict[str, Any]:
+    """Everything that defines one trial: what ``hpo reproduce`` needs to run it again."""
+    return {
+        "study": spec.name,
+        "trial": number,
+        "seed": seed,
+        "objective": {"name": spec.objective, "args": dict(spec.objective_args)},
+        "params": dict(params),
+        "resources": {"cpus": spec.resources.cpus, "gpus": spec.resources.gpus},
+        "git_commit": git_commit,
+        "spec": dict(spec.raw),
+    }
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str, sort_keys=False) + "\n")
+    return path
