@@ -15,6 +15,7 @@ _EXPORTS = {
     "status": "hpo.api",
     "pareto_front": "hpo.api",
     "list_studies": "hpo.api",
+    "open_dashboard": "hpo.api",
     "resolve_spec": "hpo.api",
     "ConfigError": "hpo.errors",
     "RunError": "hpo.errors",
@@ -37,6 +38,7 @@ __all__ = [
     "list_studies",
     "load",
     "load_spec",
+    "open_dashboard",
     "pareto_front",
     "resolve_spec",
     "run",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from hpo.api import list_studies, load, pareto_front, resolve_spec, run, status
+    from hpo.api import list_studies, load, open_dashboard, pareto_front, resolve_spec, run, status
     from hpo.errors import ConfigError, RunError
     from hpo.objectives import Objective, Reporter, TrialContext
     from hpo.spec import StudySpec, load_spec

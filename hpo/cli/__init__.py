@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hpo.cli import ls, pareto, status, study
+from hpo.cli import dashboard, ls, pareto, status, study
 from hpo.errors import ConfigError, RunError
 from hpo.settings import redact
 
-COMMANDS = (study, pareto, status, ls)
+COMMANDS = (study, pareto, status, ls, dashboard)
 
 
 class _Parser(argparse.ArgumentParser):
