@@ -106,9 +106,10 @@ def open_pareto_front(page: Any, url: str, timeout: float = 60) -> dict[str, int
     """Open a study page and wait for its Pareto-front plot; returns the points drawn, by
     kind (``front``, ``feasible_dominated``, ``infeasible``, ``not_drawn``)."""
     page.goto(url, timeout=timeout * 1000)
+    # All four traces set (plotly draws no group for an empty one), and drawn.
     page.wait_for_function(
-        f"document.getElementById({PARETO_PLOT!r})?.querySelectorAll('g.trace.scatter')"
-        f".length === {len(set(KINDS.values()))}",
+        f"document.getElementById({PARETO_PLOT!r})?.data?.length === 4 && "
+        f"document.querySelector('#{PARETO_PLOT} .scatterlayer') !== null",
         timeout=timeout * 1000,
     )
     counts = dict.fromkeys(KINDS.values(), 0)
