@@ -16,6 +16,7 @@ _EXPORTS = {
     "pareto_front": "hpo.api",
     "list_studies": "hpo.api",
     "reproduce": "hpo.api",
+    "open_dashboard": "hpo.api",
     "resolve_spec": "hpo.api",
     "ConfigError": "hpo.errors",
     "RunError": "hpo.errors",
@@ -38,6 +39,7 @@ __all__ = [
     "list_studies",
     "load",
     "load_spec",
+    "open_dashboard",
     "pareto_front",
     "reproduce",
     "resolve_spec",
@@ -46,7 +48,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from hpo.api import list_studies, load, pareto_front, reproduce, resolve_spec, run, status
+    from hpo.api import (
+        list_studies,
+        load,
+        open_dashboard,
+        pareto_front,
+        reproduce,
+        resolve_spec,
+        run,
+        status,
+    )
     from hpo.errors import ConfigError, RunError
     from hpo.objectives import Objective, Reporter, TrialContext
     from hpo.spec import StudySpec, load_spec

@@ -18,6 +18,7 @@ from hpo.summary import StudySummary, front_rows
 from hpo.tracking import PARENT_ATTR
 
 if TYPE_CHECKING:
+    from hpo.dashboard import Dashboard
     from hpo.reproduce import Reproduction
 
 _FLAG_FIELDS = {
@@ -163,3 +164,20 @@ def list_studies(*, storage: str | None = None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def open_dashboard(
+    study_name: str,
+    *,
+    storage: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+) -> Dashboard:
+    """optuna-dashboard on the study's storage, bound to ``host:port`` (port 0: any free
+    one); ``.url`` is the study's page, ``.serve_forever()`` answers requests."""
+    from hpo.dashboard import Dashboard
+
+    load(study_name, storage=storage)  # an unknown study is a one-line ConfigError
+    store = open_storage(Settings.resolve(storage))
+    study_id = store.get_study_id_from_name(study_name)
+    return Dashboard.bind(store, study_id, host=host, port=port)

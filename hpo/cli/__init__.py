@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hpo.cli import ls, pareto, preflight, reproduce, status, study
+from hpo.cli import dashboard, ls, pareto, preflight, reproduce, status, study
 from hpo.errors import ConfigError, RunError
 from hpo.settings import redact
 
-COMMANDS = (study, pareto, status, ls, preflight, reproduce)
+COMMANDS = (study, pareto, status, ls, dashboard, preflight, reproduce)
 
 
 class _Parser(argparse.ArgumentParser):
