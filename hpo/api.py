@@ -9,6 +9,7 @@ import optuna
 import pandas as pd
 
 from hpo.errors import ConfigError
+from hpo.execution.ray_backend import check_address
 from hpo.runner import SPEC_ATTR, open_storage, run_study
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec, build_spec, load_spec
@@ -64,6 +65,7 @@ def run(
     >>> summary = hpo.run("curves", trials=30)          # doctest: +SKIP
     """
     spec = resolve_spec(study, overrides=overrides, study_name=study_name, **flags)
+    check_address(address)
     settings = Settings.resolve(storage, tracking_uri)
     return run_study(spec, settings, address=address, show_progress=show_progress)
 

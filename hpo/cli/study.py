@@ -64,7 +64,11 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--study-name", help="name of the study and MLflow experiment (default: the file's name)"
     )
-    parser.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    parser.add_argument(
+        "--address",
+        help="run trials on an existing Ray cluster: auto or HEAD:6379 "
+        "(default: RAY_ADDRESS, else start a local Ray)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no live display")
     add_location_options(parser)
     parser.set_defaults(handler=run)
