@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -30,9 +31,14 @@ from hpo.spec import load_spec
 from tests.conftest import TESTS_DIR, RunHpo
 
 RAY = str(Path(sys.executable).parent / "ray")
-# `ray start --head` turns token auth on when ~/.ray/auth_token exists, a joining
-# `ray start` does not: one explicit mode for every process of this cluster.
-CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+# Token authentication, as docker/compose.yaml sets it up: the same mode and token in every
+# process of the cluster and in the driver. (Left implicit, `ray start --head` turns it on
+# when ~/.ray/auth_token exists and a joining `ray start` does not.)
+CLUSTER_ENV = {
+    "RAY_AUTH_MODE": "token",
+    "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
 
 
 def _free_port() -> int:
