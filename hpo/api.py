@@ -65,7 +65,10 @@ def run(
     >>> summary = hpo.run("curves", trials=30)          # doctest: +SKIP
     """
     spec = resolve_spec(study, overrides=overrides, study_name=study_name, **flags)
-    check_address(address)
+    if address and spec.backend == "local":
+        raise ConfigError(f"--address {address!r} needs the ray backend, not --backend local")
+    if spec.backend != "local":
+        check_address(address)
     settings = Settings.resolve(storage, tracking_uri)
     return run_study(spec, settings, address=address, show_progress=show_progress)
 

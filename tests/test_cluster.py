@@ -124,11 +124,20 @@ def test_cluster_jobs_carry_the_drivers_pythonpath() -> None:
 @pytest.mark.parametrize("address", ["ray://head:10001", "head", "head:port"])
 def test_bad_addresses_are_refused(address: str) -> None:
     with pytest.raises(ConfigError, match="--address"):
-        check_address(address)
+        check_address(address, env={})
+    with pytest.raises(ConfigError, match="RAY_ADDRESS"):
+        check_address(None, env={"RAY_ADDRESS": address})
+    check_address("auto", env={})
+    check_address("10.0.0.5:6379", env={"RAY_ADDRESS": address})  # the flag wins
 
 
-def test_ray_client_address_exits_2_before_writing(run_hpo: RunHpo, workdir: Path) -> None:
-    result = run_hpo("study", "curves", "--address", "ray://127.0.0.1:10001")
+@pytest.mark.parametrize(
+    "extra", [["ray://127.0.0.1:10001"], ["127.0.0.1:1", "--backend", "local"]]
+)
+def test_unusable_address_exits_2_before_writing(
+    run_hpo: RunHpo, workdir: Path, extra: list[str]
+) -> None:
+    result = run_hpo("study", "curves", "--address", *extra)
     assert result.returncode == 2
     assert "--address" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (workdir / "storage").exists()

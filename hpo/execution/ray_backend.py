@@ -84,13 +84,16 @@ def _check_resources(spec: StudySpec) -> None:
                            f"{available.get(key, 0.0):g} (run.resources in {spec.source})")
 
 
-def check_address(address: str | None) -> None:
-    """Accept ``auto`` or ``HOST:PORT`` (the head's GCS port, 6379 by default).
+def check_address(address: str | None, env: Mapping[str, str] = os.environ) -> None:
+    """Accept ``auto`` or ``HOST:PORT`` (the head's GCS port, 6379 by default), from
+    ``--address`` or else ``RAY_ADDRESS``.
 
     Ray Client addresses (``ray://``) are refused: Ray Tune would then run its loop, and
     hpo's searcher with it, on the head node, away from the study storage and the MLflow
     run this driver holds.
     """
+    field = "--address" if address else "RAY_ADDRESS"
+    address = address or env.get("RAY_ADDRESS") or None
     if address is None or address in ("auto", "local"):
         return
     if address.startswith("ray://"):
@@ -98,13 +101,11 @@ def check_address(address: str | None) -> None:
             f"Ray Client addresses are not supported: {address!r}; run hpo where it can "
             "reach the head's GCS port and pass --address HOST:6379 (or run it on a "
             "cluster node with --address auto)",
-            field="--address",
+            field=field,
         )
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(
-            f"expected auto or HOST:PORT, got {address!r}", field="--address"
-        )
+        raise ConfigError(f"expected auto or HOST:PORT, got {address!r}", field=field)
 
 
 def ray_init_kwargs(
