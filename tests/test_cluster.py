@@ -141,3 +141,12 @@ def test_unusable_address_exits_2_before_writing(
     assert result.returncode == 2
     assert "--address" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (workdir / "storage").exists()
+
+
+def test_local_backend_records_the_host(run_hpo: RunHpo, workdir: Path) -> None:
+    result = run_hpo("study", "curves", "--trials", "1", "--backend", "local", "--no-progress",
+                     "--set", "objective.args.steps=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="curves",
+                              storage=f"sqlite:///{workdir / 'storage' / 'optuna.db'}")
+    assert study.trials[0].user_attrs["node"] == socket.gethostname()
