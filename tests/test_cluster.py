@@ -114,9 +114,11 @@ def test_fractional_gpus_reach_ray_unchanged() -> None:
 def test_cluster_jobs_carry_the_drivers_pythonpath() -> None:
     local = ray_init_kwargs(None, env={"PYTHONPATH": "/src"})
     assert local["address"] == "local" and "runtime_env" not in local  # never joins a cluster
-    joined = ray_init_kwargs("10.0.0.5:6379", env={"PYTHONPATH": "/src"})
+    joined = ray_init_kwargs("10.0.0.5:6379", env={"PYTHONPATH": f"/src{os.pathsep}plugins"})
     assert joined["address"] == "10.0.0.5:6379"
-    assert joined["runtime_env"] == {"env_vars": {"PYTHONPATH": "/src"}}
+    assert joined["runtime_env"] == {  # relative entries mean nothing on a worker
+        "env_vars": {"PYTHONPATH": f"/src{os.pathsep}{Path('plugins').absolute()}"}
+    }
     from_env = ray_init_kwargs(None, env={"RAY_ADDRESS": "auto"})
     assert from_env["address"] == "auto" and "runtime_env" not in from_env
 

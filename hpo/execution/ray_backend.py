@@ -114,8 +114,8 @@ def ray_init_kwargs(
     """How to reach Ray: a new local instance, or the cluster at ``address``.
 
     On a cluster, trial workers are started by the nodes' raylets, not by this process, so
-    they do not inherit its environment: the driver's ``PYTHONPATH`` goes with the job
-    (hpo, the objectives and plug-ins must be installed at those paths on every node).
+    they do not inherit its environment: the driver's ``PYTHONPATH`` goes with the job,
+    made absolute (hpo, the objectives and plug-ins must be at those paths on every node).
     """
     address = address or env.get("RAY_ADDRESS") or None
     kwargs: dict[str, Any] = {
@@ -125,8 +125,9 @@ def ray_init_kwargs(
         "logging_level": logging.WARNING,
         "configure_logging": True,
     }
-    if address is not None and env.get("PYTHONPATH"):
-        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": env["PYTHONPATH"]}}
+    paths = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if address is not None and paths:
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
     return kwargs
 
 
