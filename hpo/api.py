@@ -10,6 +10,7 @@ import optuna
 import pandas as pd
 
 from hpo.errors import ConfigError
+from hpo.execution.ray_backend import check_address
 from hpo.preflight import Report, run_preflight
 from hpo.runner import SPEC_ATTR, open_storage, run_study
 from hpo.settings import Settings, redact
@@ -72,6 +73,10 @@ def run(
     >>> summary = hpo.run("curves", trials=30)          # doctest: +SKIP
     """
     spec = resolve_spec(study, overrides=overrides, study_name=study_name, **flags)
+    if address and spec.backend == "local":
+        raise ConfigError(f"--address {address!r} needs the ray backend, not --backend local")
+    if spec.backend != "local":
+        check_address(address)
     settings = Settings.resolve(storage, tracking_uri)
     return run_study(
         spec, settings, address=address, show_progress=show_progress, preflight=preflight

@@ -33,6 +33,8 @@ warnings.filterwarnings("ignore", message="Overwrite an old format constraint")
 STEP = "hpo_step"
 FINAL = "hpo_final"
 ERROR = "hpo_error"
+NODE = "hpo_node"
+"""Where the trial runs: ``hostname`` (local backend) or ``hostname:ray-node-id``."""
 
 # Trial attributes hpo writes.
 ATTR_METRICS = "metrics"
@@ -47,6 +49,8 @@ ATTR_REPORTS = "reports"
 """The metrics early stopping looked at, one dict per report (restored on resume)."""
 ATTR_STEPS = "steps"
 """The last step the trial reported: the training it cost."""
+ATTR_NODE = "node"
+"""The machine (and Ray node) that ran the trial, as sent in its results (:data:`NODE`)."""
 SYSTEM_DRIVER = "hpo:driver"
 LEGACY_CONSTRAINTS = "constraints"
 

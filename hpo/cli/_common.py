@@ -71,7 +71,11 @@ def add_spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--study-name", help="name of the study and MLflow experiment (default: the file's name)"
     )
-    parser.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    parser.add_argument(
+        "--address",
+        help="run trials on an existing Ray cluster: auto or HEAD:6379 "
+        "(default: RAY_ADDRESS, else start a local Ray)",
+    )
     add_location_options(parser)
 
 

@@ -19,7 +19,7 @@ from hpo.settings import Settings
 from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, Stop
 from hpo.summary import StudySummary
-from hpo.trials import FINAL, STEP, Outcome, ask, decide, tell
+from hpo.trials import ATTR_NODE, FINAL, NODE, STEP, Outcome, ask, decide, tell
 
 
 class Observer(Protocol):
@@ -49,6 +49,7 @@ class StudySearcher(Searcher):
         self._live: dict[str, tuple[optuna.Trial, dict[str, Any]]] = {}
         self._stops: dict[str, Stop] = {}
         self._steps: dict[str, int] = {}
+        self._placed: set[str] = set()
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
@@ -78,7 +79,10 @@ class StudySearcher(Searcher):
 
     def report(self, trial_id: str, result: dict[str, Any]) -> bool:
         """Pass an intermediate report on to the observers; True if the trial must stop."""
-        if trial_id not in self._live or STEP not in result or result.get(FINAL):
+        if trial_id not in self._live:
+            return False
+        self._record_node(trial_id, result)
+        if STEP not in result or result.get(FINAL):
             return False
         number = self._live[trial_id][0].number
         metrics = {
@@ -99,6 +103,8 @@ class StudySearcher(Searcher):
     ) -> None:
         if trial_id not in self._live:
             return
+        self._record_node(trial_id, result)
+        self._placed.discard(trial_id)
         trial, params = self._live.pop(trial_id)
         outcome = decide(
             self.spec, trial.number, params, result, crashed=error,
@@ -110,6 +116,13 @@ class StudySearcher(Searcher):
         summary = StudySummary.of(self.study.get_trials(deepcopy=False), self.spec.goals)
         for observer in self.observers:
             observer.trial_finished(outcome, summary)
+
+    def _record_node(self, trial_id: str, result: Mapping[str, Any] | None) -> None:
+        """Store where the trial runs, once, from the first result that says so."""
+        node = (result or {}).get(NODE)
+        if isinstance(node, str) and trial_id not in self._placed:
+            self._placed.add(trial_id)
+            self._live[trial_id][0].set_user_attr(ATTR_NODE, node)
 
     def close_unfinished_if_any(self) -> None:
         """Tell every trial Ray did not report back as interrupted (driver stopping)."""

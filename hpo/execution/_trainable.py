@@ -3,13 +3,14 @@ send its reports and its final metrics."""
 
 from __future__ import annotations
 
+import socket
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from hpo.objectives import TrialContext, resolve_objective
-from hpo.trials import ERROR, FINAL, STEP
+from hpo.trials import ERROR, FINAL, NODE, STEP
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -54,8 +55,15 @@ class StopTrial(Exception):
     """Raised by ``send`` to stop a trial run in the driver (the local backend)."""
 
 
+def from_node(send: Send, node: str) -> Send:
+    """``send`` with the node the trial runs on added to every result."""
+    return lambda result: send({**result, NODE: node})
+
+
 def run_trial(config: Mapping[str, Any]) -> None:
     """Ray function trainable."""
+    import ray
     from ray import tune
 
-    run_objective(config, tune.report)
+    node = f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()}"
+    run_objective(config, from_node(tune.report, node))

@@ -7,10 +7,11 @@ the early-stopping benchmarks): the same searcher, early stopping and records as
 from __future__ import annotations
 
 import contextlib
+import socket
 from typing import Any
 
 from hpo.execution._searcher import StudySearcher
-from hpo.execution._trainable import StopTrial, run_objective
+from hpo.execution._trainable import StopTrial, from_node, run_objective
 from hpo.execution.ray_backend import interruptible
 from hpo.trials import FINAL
 
@@ -40,5 +41,5 @@ def _run(searcher: StudySearcher, trial_id: str, config: dict[str, Any]) -> dict
             raise StopTrial
 
     with contextlib.suppress(StopTrial):
-        run_objective(config, send)
+        run_objective(config, from_node(send, socket.gethostname()))
     return last

@@ -1,8 +1,9 @@
 """Run trials as Ray Tune trials: resources per trial, concurrency, actor reuse.
 
 Ray decides *where* trials run; the searcher decides *what* runs (Optuna) and how each
-trial is recorded. A local Ray is started and stopped unless one is already running in
-this process or ``address`` names a cluster.
+trial is recorded. Without ``address`` (or ``RAY_ADDRESS``) a local Ray is started and
+stopped, even when a ``ray start`` cluster runs on this machine. With one, the driver
+connects to that cluster and only disconnects at the end: the cluster keeps running.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -21,7 +22,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
-from hpo.errors import RunError
+from hpo.errors import ConfigError, RunError
 from hpo.execution._searcher import StudySearcher
 from hpo.execution._trainable import run_trial
 from hpo.settings import Settings
@@ -83,6 +84,67 @@ def _check_resources(spec: StudySpec) -> None:
                            f"{available.get(key, 0.0):g} (run.resources in {spec.source})")
 
 
+def check_address(address: str | None, env: Mapping[str, str] = os.environ) -> None:
+    """Accept ``auto`` or ``HOST:PORT`` (the head's GCS port, 6379 by default), from
+    ``--address`` or else ``RAY_ADDRESS``.
+
+    Ray Client addresses (``ray://``) are refused: Ray Tune would then run its loop, and
+    hpo's searcher with it, on the head node, away from the study storage and the MLflow
+    run this driver holds.
+    """
+    field = "--address" if address else "RAY_ADDRESS"
+    address = address or env.get("RAY_ADDRESS") or None
+    if address is None or address in ("auto", "local"):
+        return
+    if address.startswith("ray://"):
+        raise ConfigError(
+            f"Ray Client addresses are not supported: {address!r}; run hpo where it can "
+            "reach the head's GCS port and pass --address HOST:6379 (or run it on a "
+            "cluster node with --address auto)",
+            field=field,
+        )
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"expected auto or HOST:PORT, got {address!r}", field=field)
+
+
+def ray_init_kwargs(
+    address: str | None, env: Mapping[str, str] = os.environ
+) -> dict[str, Any]:
+    """How to reach Ray: a new local instance, or the cluster at ``address``.
+
+    On a cluster, trial workers are started by the nodes' raylets, not by this process, so
+    they do not inherit its environment: the driver's ``PYTHONPATH`` goes with the job,
+    made absolute (hpo, the objectives and plug-ins must be at those paths on every node).
+    """
+    address = address or env.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {
+        "address": address or "local",
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        "configure_logging": True,
+    }
+    paths = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if address is not None and paths:
+        kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
+    return kwargs
+
+
+def _connect(address: str | None) -> None:
+    kwargs = ray_init_kwargs(address)
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = "a local Ray" if kwargs["address"] == "local" else f"Ray at {kwargs['address']}"
+        raise RunError(f"cannot start or reach {where}: {str(exc).splitlines()[0]}") from None
+
+
+def trial_resources(spec: StudySpec) -> dict[str, float]:
+    """What Ray reserves for each trial, as the study asks (fractions of a GPU included)."""
+    return {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+
+
 def run_trials(
     searcher: StudySearcher,
     spec: StudySpec,
@@ -94,18 +156,10 @@ def run_trials(
     """Run ``num_trials`` trials through Ray Tune; returns when done or interrupted."""
     own_ray = not ray.is_initialized()
     if own_ray:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-        )
+        _connect(address)
     try:
         _check_resources(spec)
-        trainable = tune.with_resources(
-            run_trial, {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
-        )
+        trainable = tune.with_resources(run_trial, trial_resources(spec))
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(

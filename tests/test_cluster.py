@@ -1,0 +1,154 @@
+"""Trials on an existing Ray cluster: a real two-node cluster (two raylets) on this machine.
+
+The cluster is started with ``ray start`` in its own temp dir and process groups, without
+the test's PYTHONPATH (so trial workers import hpo and the test objectives only through
+the job's runtime environment), and every node declares one logical GPU so that the
+fractional-GPU path runs for real (CUDA_VISIBLE_DEVICES is set by Ray; no CUDA is used).
+Teardown kills only the process groups started here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpo.errors import ConfigError
+from hpo.execution.ray_backend import check_address, ray_init_kwargs, trial_resources
+from hpo.spec import load_spec
+from tests.conftest import TESTS_DIR, RunHpo
+
+RAY = str(Path(sys.executable).parent / "ray")
+# Token authentication, as docker/compose.yaml sets it up: the same mode and token in every
+# process of the cluster and in the driver. (Left implicit, `ray start --head` turns it on
+# when ~/.ray/auth_token exists and a joining `ray start` does not.)
+CLUSTER_ENV = {
+    "RAY_AUTH_MODE": "token",
+    "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ray_start(*args: str, temp_dir: str, groups: list[int]) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS")}
+    process = subprocess.Popen(
+        [RAY, "start", "--num-cpus", "1", "--num-gpus", "1", "--temp-dir", temp_dir,
+         "--disable-usage-stats", *args],
+        env={**env, **CLUSTER_ENV}, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    groups.append(process.pid)  # the daemons it spawns stay in this process group
+    out, _ = process.communicate(timeout=240)
+    assert process.returncode == 0, out[-3000:]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """GCS address of a running head node plus one worker node."""
+    temp_dir = tempfile.mkdtemp(prefix="hpo-rc-", dir="/tmp")  # short: unix socket paths
+    address = f"127.0.0.1:{_free_port()}"
+    groups: list[int] = []
+    try:
+        _ray_start("--head", "--port", address.split(":")[1], "--include-dashboard=false",
+                   "--node-ip-address", "127.0.0.1", temp_dir=temp_dir, groups=groups)
+        _ray_start("--address", address, "--node-ip-address", "127.0.0.1",
+                   temp_dir=temp_dir, groups=groups)
+        yield address
+    finally:
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_trials_run_on_both_nodes_with_their_gpu_share(
+    cluster: str, run_hpo: RunHpo, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in CLUSTER_ENV.items():
+        monkeypatch.setenv(key, value)
+    result = run_hpo("study", str(TESTS_DIR / "support" / "gpu_probe.yaml"), "--no-progress",
+                     "--trials", "4", "--concurrency", "2", "--address", cluster)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="gpu_probe",
+                              storage=f"sqlite:///{workdir / 'storage' / 'optuna.db'}")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    nodes = {t.user_attrs["node"] for t in trials}
+    assert len(nodes) == 2, nodes  # hostname:node-id of each raylet
+    for trial in trials:
+        probe = json.loads(
+            (workdir / "storage" / "studies" / "gpu_probe" / "trials" / f"{trial.number:04d}"
+             / "probe.json").read_text())
+        assert trial.user_attrs["node"].endswith(":" + probe["node_id"])
+        assert probe["context_gpus"] == 0.25
+        assert probe["ray_gpu_ids"] == ["0"]  # the one GPU of its node, shared by fractions
+        assert probe["cuda_visible_devices"] == "0"
+
+
+def test_fractional_gpus_reach_ray_unchanged() -> None:
+    spec = load_spec(str(TESTS_DIR / "support" / "gpu_probe.yaml"),
+                     [("run.resources.gpus", 0.25), ("run.resources.cpus", 0.5)])
+    assert trial_resources(spec) == {"cpu": 0.5, "gpu": 0.25}
+
+
+def test_cluster_jobs_carry_the_drivers_pythonpath() -> None:
+    local = ray_init_kwargs(None, env={"PYTHONPATH": "/src"})
+    assert local["address"] == "local" and "runtime_env" not in local  # never joins a cluster
+    joined = ray_init_kwargs("10.0.0.5:6379", env={"PYTHONPATH": f"/src{os.pathsep}plugins"})
+    assert joined["address"] == "10.0.0.5:6379"
+    assert joined["runtime_env"] == {  # relative entries mean nothing on a worker
+        "env_vars": {"PYTHONPATH": f"/src{os.pathsep}{Path('plugins').absolute()}"}
+    }
+    from_env = ray_init_kwargs(None, env={"RAY_ADDRESS": "auto"})
+    assert from_env["address"] == "auto" and "runtime_env" not in from_env
+
+
+@pytest.mark.parametrize("address", ["ray://head:10001", "head", "head:port"])
+def test_bad_addresses_are_refused(address: str) -> None:
+    with pytest.raises(ConfigError, match="--address"):
+        check_address(address, env={})
+    with pytest.raises(ConfigError, match="RAY_ADDRESS"):
+        check_address(None, env={"RAY_ADDRESS": address})
+    check_address("auto", env={})
+    check_address("10.0.0.5:6379", env={"RAY_ADDRESS": address})  # the flag wins
+
+
+@pytest.mark.parametrize(
+    "extra", [["ray://127.0.0.1:10001"], ["127.0.0.1:1", "--backend", "local"]]
+)
+def test_unusable_address_exits_2_before_writing(
+    run_hpo: RunHpo, workdir: Path, extra: list[str]
+) -> None:
+    result = run_hpo("study", "curves", "--address", *extra)
+    assert result.returncode == 2
+    assert "--address" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (workdir / "storage").exists()
+
+
+def test_local_backend_records_the_host(run_hpo: RunHpo, workdir: Path) -> None:
+    result = run_hpo("study", "curves", "--trials", "1", "--backend", "local", "--no-progress",
+                     "--set", "objective.args.steps=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="curves",
+                              storage=f"sqlite:///{workdir / 'storage' / 'optuna.db'}")
+    assert study.trials[0].user_attrs["node"] == socket.gethostname()
