@@ -16,6 +16,8 @@ _EXPORTS = {
     "pareto_front": "hpo.api",
     "list_studies": "hpo.api",
     "resolve_spec": "hpo.api",
+    "report": "hpo.api",
+    "card": "hpo.api",
     "ConfigError": "hpo.errors",
     "RunError": "hpo.errors",
     "Objective": "hpo.objectives",
@@ -34,17 +36,28 @@ __all__ = [
     "StudySpec",
     "StudySummary",
     "TrialContext",
+    "card",
     "list_studies",
     "load",
     "load_spec",
     "pareto_front",
+    "report",
     "resolve_spec",
     "run",
     "status",
 ]
 
 if TYPE_CHECKING:
-    from hpo.api import list_studies, load, pareto_front, resolve_spec, run, status
+    from hpo.api import (
+        card,
+        list_studies,
+        load,
+        pareto_front,
+        report,
+        resolve_spec,
+        run,
+        status,
+    )
     from hpo.errors import ConfigError, RunError
     from hpo.objectives import Objective, Reporter, TrialContext
     from hpo.spec import StudySpec, load_spec

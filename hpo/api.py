@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
@@ -14,6 +15,9 @@ from hpo.settings import Settings, redact
 from hpo.spec import StudySpec, build_spec, load_spec
 from hpo.summary import StudySummary, front_rows
 from hpo.tracking import PARENT_ATTR
+
+if TYPE_CHECKING:
+    from hpo.report import Report
 
 _FLAG_FIELDS = {
     "trials": "run.trials",
@@ -27,6 +31,7 @@ _FLAG_FIELDS = {
     "backend": "run.backend",
     "health_after": "run.health_after",
     "stop_when_unhealthy": "run.stop_when_unhealthy",
+    "report": "run.report",
 }
 
 
@@ -57,15 +62,19 @@ def run(
     show_progress: bool = True,
     overrides: Sequence[tuple[str, Any]] = (),
     study_name: str | None = None,
+    command: str | None = None,
     **flags: Any,
 ) -> StudySummary:
-    """Run or resume a study until it has its budget of finished trials.
+    """Run or resume a study until it has its budget of finished trials; ``command`` (the
+    command line, recorded with the study for its card) is redacted before it is stored.
 
     >>> summary = hpo.run("curves", trials=30)          # doctest: +SKIP
     """
     spec = resolve_spec(study, overrides=overrides, study_name=study_name, **flags)
     settings = Settings.resolve(storage, tracking_uri)
-    return run_study(spec, settings, address=address, show_progress=show_progress)
+    return run_study(
+        spec, settings, address=address, show_progress=show_progress, command=command
+    )
 
 
 def load(study_name: str, *, storage: str | None = None) -> tuple[optuna.Study, StudySpec]:
@@ -113,3 +122,37 @@ def list_studies(*, storage: str | None = None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def report(
+    study_name: str,
+    *,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    log: bool = True,
+) -> Report:
+    """Write the study's HTML report and PNG figures (default: its ``report/`` folder) and
+    log them to its MLflow parent run under ``report/``."""
+    from hpo.report import write_report
+
+    settings = Settings.resolve(storage, tracking_uri)
+    return write_report(study_name, settings, out=Path(out) if out else None, log=log)
+
+
+def card(
+    study_name: str,
+    *,
+    hypothesis: str | None = None,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+) -> Path:
+    """Write the study's experiment card (default: ``CARD.md`` in its folder), keeping
+    the Conclusions section of an existing card; returns its path."""
+    from hpo.report import write_card
+
+    settings = Settings.resolve(storage, tracking_uri)
+    return write_card(
+        study_name, settings, hypothesis=hypothesis, out=Path(out) if out else None
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from hpo.cli._common import add_location_options
@@ -66,6 +67,9 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--no-progress", action="store_true", help="no live display")
+    parser.add_argument(
+        "--no-report", action="store_true", help="no report when the study finishes"
+    )
     add_location_options(parser)
     parser.set_defaults(handler=run)
 
@@ -92,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         health_after=args.health_after,
         stop_when_unhealthy=args.stop_when_unhealthy,
+        report=False if args.no_report else None,
+        command=shlex.join(["hpo", *args.argv]),
     )
     print(f"done: {summary.line(summary.finished)}")
     return 0

@@ -39,6 +39,7 @@ _RUN_DEFAULTS: dict[str, Any] = {
     "trials": 20,
     "health_after": 20,
     "stop_when_unhealthy": False,
+    "report": True,
     "concurrency": 1,
     "seed": 0,
     "sampler": "auto",
@@ -190,6 +191,8 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
         raise check.fail(
             "run.stop_when_unhealthy", f"expected true or false, got {stop_when_unhealthy!r}"
         )
+    if not isinstance(run["report"], bool):
+        raise check.fail("run.report", f"expected true or false, got {run['report']!r}")
     resolved = copy.deepcopy(doc)
     resolved["run"] = copy.deepcopy(run)
     return StudySpec(
@@ -217,6 +220,7 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
             check.number(run["health_after"], "run.health_after", integer=True, minimum=1)
         ),
         stop_when_unhealthy=stop_when_unhealthy,
+        report=run["report"],
         description=check.text(doc.get("description", ""), "description"),
         hypothesis=check.text(doc.get("hypothesis", ""), "hypothesis"),
         raw=resolved,

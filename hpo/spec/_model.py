@@ -119,6 +119,8 @@ class StudySpec:
     health_after: int = 20
     """Finished trials after which a study with no feasible trial is reported unhealthy."""
     stop_when_unhealthy: bool = False
+    report: bool = True
+    """Write the report (``hpo report``) when the study finishes."""
     description: str = ""
     hypothesis: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
