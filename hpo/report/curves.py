@@ -79,6 +79,7 @@ def curves_figure(data: StudyData, folder: Path) -> Plot:
     fig = new_figure(3.6 * columns, 2.9 * rows + 0.6)
     axes = fig.subplots(rows, columns, squeeze=False, sharey=True).ravel()
     bounds = [c for c in data.spec.constraints if c.metric in metrics]
+    longest = max(len(ys) for _, _, curves in chosen for ys in curves.values())
     drawn: dict[str, Any] = {"trials": [], "metrics": metrics}
     for ax, (trial, label, curves) in zip(axes, chosen, strict=False):
         for i, metric in enumerate(metrics):
@@ -92,6 +93,7 @@ def curves_figure(data: StudyData, folder: Path) -> Plot:
         ax.grid(alpha=0.3)
         ax.set_xlabel("evaluation (report) number", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, longest + 0.5)
         drawn["trials"].append(trial.number)
     for ax in axes[::columns]:
         ax.set_ylabel(", ".join(metric_label(m) for m in metrics[:1]) if len(metrics) == 1

@@ -42,6 +42,23 @@ def classify(data: StudyData) -> dict[str, list[tuple[FrozenTrial, list[float]]]
     return kinds
 
 
+def _clusters(
+    points: list[tuple[FrozenTrial, list[float]]], xi: int, yi: int
+) -> list[tuple[tuple[float, float], list[int]]]:
+    """Front points close together (2% of the x range, 1% in y) share one label."""
+    xs = [v[xi] for _, v in points]
+    width = (max(xs) - min(xs)) or 1.0
+    clusters: list[tuple[tuple[float, float], list[int]]] = []
+    for trial, v in sorted(points, key=lambda p: p[1][xi]):
+        if clusters:
+            (x, y), numbers = clusters[-1]
+            if abs(v[xi] - x) < 0.02 * width and abs(v[yi] - y) <= 0.01 * abs(y):
+                numbers.append(trial.number)
+                continue
+        clusters.append(((v[xi], v[yi]), [trial.number]))
+    return clusters
+
+
 def pareto_figure(data: StudyData, folder: Path) -> Plot:
     goals = data.spec.goals
     kinds = classify(data)
@@ -68,8 +85,8 @@ def pareto_figure(data: StudyData, folder: Path) -> Plot:
         if len(goals) == 2 and kinds["front"]:
             line = sorted((v[xi], v[yi]) for _, v in kinds["front"])
             ax.plot(*zip(*line, strict=True), color=KIND_COLORS["front"], lw=1, zorder=3)
-            for trial, v in kinds["front"]:
-                ax.annotate(f"#{trial.number}", (v[xi], v[yi]), fontsize=7,
+            for (x, y), numbers in _clusters(kinds["front"], xi, yi):
+                ax.annotate(", ".join(f"#{n}" for n in numbers), (x, y), fontsize=7,
                             xytext=(4, 4), textcoords="offset points")
         for bound in data.spec.constraints:
             for axis, index in (("x", xi), ("y", yi)):

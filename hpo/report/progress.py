@@ -44,7 +44,7 @@ def hypervolume_figure(data: StudyData, folder: Path) -> Plot:
     if volumes and volumes[-1] is not None:
         ax.step(xs, [v or 0.0 for v in volumes], where="post", color=KIND_COLORS["front"], lw=2,
                 label="hypervolume (left)")
-        ax.set_ylabel(f"hypervolume (reference {refs})")
+        ax.set_ylabel("hypervolume (objective units multiplied)")
     else:
         ax.text(0.5, 0.5, "no hypervolume: give every objective a `ref`",
                 transform=ax.transAxes, ha="center")
@@ -57,7 +57,8 @@ def hypervolume_figure(data: StudyData, folder: Path) -> Plot:
     ax.grid(alpha=0.3)
     handles = [*ax.get_legend_handles_labels()[0], *right.get_legend_handles_labels()[0]]
     ax.legend(handles=handles, loc="lower right", fontsize=8)
-    fig.suptitle(f"{data.name}: hypervolume of the feasible Pareto front over trials")
+    fig.suptitle(f"{data.name}: hypervolume of the feasible Pareto front over trials\n"
+                 f"(reference point: {refs or 'none'})", fontsize=11)
     return Plot(
         "hypervolume",
         "Hypervolume over trials",
