@@ -20,6 +20,7 @@ from hpo.tracking import PARENT_ATTR
 
 if TYPE_CHECKING:
     from hpo.dashboard import Dashboard
+    from hpo.report import Report as StudyReport
     from hpo.reproduce import Reproduction
 
 _FLAG_FIELDS = {
@@ -34,6 +35,7 @@ _FLAG_FIELDS = {
     "backend": "run.backend",
     "health_after": "run.health_after",
     "stop_when_unhealthy": "run.stop_when_unhealthy",
+    "report": "run.report",
 }
 
 
@@ -65,10 +67,12 @@ def run(
     preflight: bool = True,
     overrides: Sequence[tuple[str, Any]] = (),
     study_name: str | None = None,
+    command: str | None = None,
     **flags: Any,
 ) -> StudySummary:
     """Run or resume a study until it has its budget of finished trials; the fast preflight
-    checks run first unless ``preflight=False``.
+    checks run first unless ``preflight=False``. ``command`` (the command line, recorded
+    with the study for its card) is redacted before it is stored.
 
     >>> summary = hpo.run("curves", trials=30)          # doctest: +SKIP
     """
@@ -79,7 +83,8 @@ def run(
         check_address(address)
     settings = Settings.resolve(storage, tracking_uri)
     return run_study(
-        spec, settings, address=address, show_progress=show_progress, preflight=preflight
+        spec, settings, address=address, show_progress=show_progress, preflight=preflight,
+        command=command,
     )
 
 
@@ -186,3 +191,37 @@ def open_dashboard(
     store = open_storage(Settings.resolve(storage))
     study_id = store.get_study_id_from_name(study_name)
     return Dashboard.bind(store, study_id, host=host, port=port)
+
+
+def report(
+    study_name: str,
+    *,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    log: bool = True,
+) -> StudyReport:
+    """Write the study's HTML report and PNG figures (default: its ``report/`` folder) and
+    log them to its MLflow parent run under ``report/``."""
+    from hpo.report import write_report
+
+    settings = Settings.resolve(storage, tracking_uri)
+    return write_report(study_name, settings, out=Path(out) if out else None, log=log)
+
+
+def card(
+    study_name: str,
+    *,
+    hypothesis: str | None = None,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+) -> Path:
+    """Write the study's experiment card (default: ``CARD.md`` in its folder), keeping
+    the Conclusions section of an existing card; returns its path."""
+    from hpo.report import write_card
+
+    settings = Settings.resolve(storage, tracking_uri)
+    return write_card(
+        study_name, settings, hypothesis=hypothesis, out=Path(out) if out else None
+    )

@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import warnings
+from datetime import datetime
 
 import optuna
 from optuna.trial import TrialState
@@ -136,6 +137,24 @@ def restored_stopping(study: optuna.Study, spec: StudySpec) -> EarlyStopping:
     return stopping
 
 
+def record_command(study: optuna.Study, command: str) -> None:
+    """Append the command line (redacted) that ran the study to its ``commands``."""
+    entry = {"command": redact(command), "cwd": os.getcwd(),
+             "at": datetime.now().isoformat(timespec="seconds")}
+    study.set_user_attr("commands", [*study.user_attrs.get("commands", []), entry])
+
+
+def write_report(spec: StudySpec, settings: Settings) -> None:
+    """The study's report; a failure is a one-line warning, never the study's failure."""
+    try:
+        from hpo.report import write_report as write
+
+        print(f"report: {write(spec.name, settings).html}", flush=True)
+    except Exception as exc:
+        print(f"warning: no report ({type(exc).__name__}: {redact(str(exc))}); "
+              f"retry with `hpo report {spec.name}`", flush=True)
+
+
 def run_study(
     spec: StudySpec,
     settings: Settings,
@@ -143,6 +162,7 @@ def run_study(
     address: str | None = None,
     show_progress: bool = True,
     preflight: bool = True,
+    command: str | None = None,
 ) -> StudySummary:
     """Run the study until it has ``spec.trials`` finished trials, resuming what exists.
 
@@ -159,6 +179,8 @@ def run_study(
         report.raise_for_problems()
     settings.prepare()
     study = load_study(spec, open_storage(settings, create=True))
+    if command is not None:
+        record_command(study, command)
     recover_interrupted(study, spec)
     tracker = Tracker(spec, settings, study)
     tracker.close_orphans(study)
@@ -209,4 +231,7 @@ def run_study(
         raise RunError(f"study {spec.name!r} stopped because it is unhealthy: {unhealthy[0]}")
     if searcher.interrupted:
         raise KeyboardInterrupt
-    return StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
+    summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
+    if spec.report and summary.finished >= spec.trials:
+        write_report(spec, settings)
+    return summary

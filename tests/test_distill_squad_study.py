@@ -51,6 +51,16 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
         assert client.get_metric_history(child.info.run_id, component)
     pareto = json.loads(run_hpo("pareto", "distill-squad", "--format", "json").stdout)
     assert all(row["HasAns_exact"] >= 5 and row["NoAns_exact"] >= 5 for row in pareto)
+    # the report was written when the study finished; the card names data and commands
+    report = workdir / "storage" / "studies" / "distill-squad" / "report"
+    for name in ("report.html", "pareto_front.png", "learning_curves.png"):
+        assert (report / name).stat().st_size > 0
+    assert run_hpo("card", "distill-squad").returncode == 0
+    card = (report.parent / "CARD.md").read_text()
+    assert "synthetic" in card.split("## Data")[1]
+    assert "hpo study distill-squad --trials 6 --seed 3" in card
+    results = card.split("## Results: Pareto front\n\n")[1].split("\n\n")[0]
+    assert len(results.splitlines()) == 2 + len(pareto) or not pareto
 
 
 @pytest.mark.slow

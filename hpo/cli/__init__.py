@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from hpo.cli import dashboard, ls, pareto, preflight, reproduce, status, study
+from hpo.cli import card, dashboard, ls, pareto, preflight, report, reproduce, status, study
 from hpo.errors import ConfigError, RunError
 from hpo.settings import redact
 
-COMMANDS = (study, pareto, status, ls, dashboard, preflight, reproduce)
+COMMANDS = (study, pareto, status, ls, dashboard, report, card, reproduce, preflight)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.handler(args))
     except ConfigError as exc:

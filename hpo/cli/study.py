@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from hpo.cli._common import add_spec_options, spec_options
@@ -22,6 +23,9 @@ def register(commands: Any) -> None:
         action="store_true",
         help="skip the checks made before the study starts (see `hpo preflight`)",
     )
+    parser.add_argument(
+        "--no-report", action="store_true", help="no report when the study finishes"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -33,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
         preflight=not args.no_preflight,
         **spec_options(args),
+        report=False if args.no_report else None,
+        command=shlex.join(["hpo", *args.argv]),
     )
     print(f"done: {summary.line(summary.finished)}")
     return 0

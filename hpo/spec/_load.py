@@ -39,6 +39,7 @@ _RUN_DEFAULTS: dict[str, Any] = {
     "trials": 20,
     "health_after": 20,
     "stop_when_unhealthy": False,
+    "report": True,
     "concurrency": 1,
     "seed": 0,
     "sampler": "auto",
@@ -196,6 +197,8 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
         raise check.fail(
             "run.keep_models", f"{keep_models!r} is not one of {', '.join(KEEP_MODELS)}"
         )
+    if not isinstance(run["report"], bool):
+        raise check.fail("run.report", f"expected true or false, got {run['report']!r}")
     resolved = copy.deepcopy(doc)
     resolved["run"] = copy.deepcopy(run)
     return StudySpec(
@@ -224,6 +227,7 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
         ),
         stop_when_unhealthy=stop_when_unhealthy,
         keep_models=keep_models,
+        report=run["report"],
         description=check.text(doc.get("description", ""), "description"),
         hypothesis=check.text(doc.get("hypothesis", ""), "hypothesis"),
         raw=resolved,

@@ -129,6 +129,8 @@ class StudySpec:
     stop_when_unhealthy: bool = False
     keep_models: str = "front"
     """front, all or none (see :data:`KEEP_MODELS`)."""
+    report: bool = True
+    """Write the report (``hpo report``) when the study finishes."""
     description: str = ""
     hypothesis: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
