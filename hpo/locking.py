@@ -23,8 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy
+from sqlalchemy.exc import SQLAlchemyError
 
-from hpo.settings import Settings
+from hpo.errors import RunError
+from hpo.settings import Settings, redact
 
 
 @contextmanager
@@ -35,11 +37,11 @@ def study_lock(settings: Settings, study_name: str) -> Iterator[None]:
         with _file_lock(path.with_name(f"{path.name}.lock")):
             yield
     elif settings.storage_url.startswith("postgresql"):
-        with _engine(settings.storage_url).begin() as connection:
-            connection.execute(
-                sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _key(study_name)}
-            )
+        connection = _advisory_lock(settings.storage_url, _key(study_name))
+        try:
             yield
+        finally:
+            connection.close()  # ends the transaction: releases the lock
     else:
         yield
 
@@ -53,6 +55,21 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _advisory_lock(url: str, key: int) -> sqlalchemy.Connection:
+    """A connection in a transaction holding the advisory lock ``key``."""
+    connection = None
+    try:
+        connection = _engine(url).connect()
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    except SQLAlchemyError as exc:
+        if connection is not None:
+            connection.close()
+        raise RunError(
+            f"cannot open storage {redact(url)}: {redact(str(exc).splitlines()[0])}"
+        ) from None
+    return connection
 
 
 @functools.cache

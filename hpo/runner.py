@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hpo.errors import ConfigError, RunError
 from hpo.execution import Observer, StudySearcher, run_trials, run_trials_locally
 from hpo.health import HealthCheck
+from hpo.locking import study_lock
 from hpo.objectives import resolve_objective
 from hpo.progress import Progress
 from hpo.samplers import create_sampler
@@ -142,7 +143,8 @@ def run_study(
     ``RunError`` when the study stopped because it was unhealthy (``stop_when_unhealthy``).
     """
     settings.prepare()
-    study = load_study(spec, open_storage(settings, create=True))
+    with study_lock(settings, spec.name):  # drivers starting together create it once
+        study = load_study(spec, open_storage(settings, create=True))
     recover_interrupted(study, spec)
     tracker = Tracker(spec, settings, study)
     tracker.close_orphans(study)

@@ -51,9 +51,10 @@ class Tracker:
 
     def __init__(self, spec: StudySpec, settings: Settings, study: optuna.Study) -> None:
         self.spec = spec
-        self.client = MlflowClient(tracking_uri=settings.tracking_uri)
-        # Drivers sharing the study agree on one experiment and one parent run.
+        # Drivers sharing the study agree on one experiment and one parent run (and do not
+        # race on creating the tables of a new MLflow database).
         with study_lock(settings, study.study_name):
+            self.client = MlflowClient(tracking_uri=settings.tracking_uri)
             self.experiment_id = self._experiment(study.study_name, settings)
             self.parent_id = self._parent_run(study, settings)
         self._children: dict[int, str] = {}

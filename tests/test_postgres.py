@@ -9,6 +9,7 @@ is a failure.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -70,8 +72,16 @@ def new_database(postgres: str) -> Iterator[NewDatabase]:
     yield from _database_factory(postgres)
 
 
+@dataclass(frozen=True)
+class MlflowServer:
+    uri: str  # http://127.0.0.1:PORT
+    backend: str  # its PostgreSQL database, which MLflow can also use directly
+
+
 @pytest.fixture(scope="module")
-def mlflow_server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_server(
+    postgres: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowServer]:
     """A real ``mlflow server`` on PostgreSQL, serving artifacts, bound to 127.0.0.1."""
     factory = _database_factory(postgres)
     backend = next(factory)()
@@ -99,7 +109,9 @@ def mlflow_server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> It
                 pass
             assert time.monotonic() < deadline, "mlflow server did not become healthy"
             time.sleep(0.5)
-        yield uri
+        # The first request creates the server's tables: done here, not in the first test.
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments()
+        yield MlflowServer(uri, backend)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -126,17 +138,17 @@ def _counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_study_on_postgres_with_mlflow_server(
-    run_hpo: RunHpo, new_database: NewDatabase, mlflow_server: str, workdir: Path
+    run_hpo: RunHpo, new_database: NewDatabase, mlflow_server: MlflowServer, workdir: Path
 ) -> None:
     storage = new_database()
-    where = ("--storage", storage, "--tracking-uri", mlflow_server)
+    where = ("--storage", storage, "--tracking-uri", mlflow_server.uri)
     result = run_hpo("study", "curves", "--trials", "6", *CURVES, *where)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "View run" not in result.stdout  # MLflow's per-run URL lines are silenced
 
     study = optuna.load_study(study_name="curves", storage=storage)
     assert len(_counted(study)) == 6
-    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server.uri)
     (parent,), children = _runs(client, "curves")
     assert len(children) == 6
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
@@ -148,21 +160,21 @@ def test_study_on_postgres_with_mlflow_server(
 
     status = run_hpo("status", "curves", "--storage", storage)
     assert status.returncode == 0, status.stderr
-    assert "finished" in status.stdout and " 6" in status.stdout
+    assert re.search(r"^finished\s+6$", status.stdout, re.M), status.stdout
     password = make_url(storage).password
     for output in (result.stdout, result.stderr, status.stdout, status.stderr):
         assert password not in output
 
 
 def test_two_drivers_share_one_study(
-    new_database: NewDatabase, mlflow_server: str, workdir: Path
+    new_database: NewDatabase, mlflow_server: MlflowServer, workdir: Path
 ) -> None:
     storage = new_database()
     command = [
         sys.executable, "-m", "hpo", "study", "curves", "--study-name", "shared",
         "--trials", "8", "--concurrency", "1", "--scheduler", "none",
         "--set", "objective.args.step_seconds=0.2", *CURVES,
-        "--storage", storage, "--tracking-uri", mlflow_server,
+        "--storage", storage, "--tracking-uri", mlflow_server.uri,
     ]  # fmt: skip
     homes = [workdir / "a", workdir / "b"]
     for home in homes:
@@ -188,7 +200,7 @@ def test_two_drivers_share_one_study(
         by_driver[pid] = by_driver.get(pid, 0) + 1
     assert set(by_driver) == {str(d.pid) for d in drivers}, by_driver  # both did some
 
-    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server.uri)
     (parent,), children = _runs(client, "shared")
     assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
@@ -202,27 +214,31 @@ def test_two_drivers_share_one_study(
 
 
 def test_passwords_never_shown(
-    run_hpo: RunHpo, new_database: NewDatabase, workdir: Path
+    run_hpo: RunHpo, new_database: NewDatabase, mlflow_server: MlflowServer, workdir: Path
 ) -> None:
-    storage, tracking = new_database(), new_database()  # MLflow straight on PostgreSQL
+    storage, tracking = new_database(), mlflow_server.backend  # MLflow straight on PostgreSQL
     password = make_url(storage).password
     assert password
     where = ("--storage", storage, "--tracking-uri", tracking)
     results = [
-        run_hpo("study", "curves", "--trials", "3", *CURVES, *where),
-        run_hpo("status", "curves", *where),
+        run_hpo("study", "curves", "--study-name", "secret", "--trials", "3", *CURVES, *where),
+        run_hpo("status", "secret", *where),
         run_hpo("ls", *where),
     ]
     for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
     unreachable = make_url(storage).set(port=1).render_as_string(hide_password=False)
-    failed = run_hpo("status", "curves", "--storage", unreachable)
-    assert failed.returncode == 1 and "***" in failed.stderr, failed.stderr
-    for result in [*results, failed]:
+    failed = [
+        run_hpo("study", "curves", *CURVES, "--storage", unreachable),
+        run_hpo("status", "curves", "--storage", unreachable),
+    ]
+    for result in failed:
+        assert result.returncode == 1 and "***" in result.stderr, result.stderr
+    for result in [*results, *failed]:
         assert password not in result.stdout + result.stderr
 
     client = mlflow.MlflowClient(tracking_uri=tracking)
-    (parent,), children = _runs(client, "curves")
+    (parent,), children = _runs(client, "secret")
     assert len(children) == 3
     assert parent.data.tags["hpo.storage"] == make_url(storage).render_as_string()
     for run in (parent, *children):
