@@ -9,7 +9,8 @@ the drivers already meet:
   commit, rollback or when the driver's connection dies, so a killed driver never leaves it
   held;
 * SQLite: an exclusive ``flock`` on a file next to the database (SQLite is local to one
-  machine anyway), released by the kernel when the process ends;
+  machine anyway), released by the kernel when the process ends; one lock for all the
+  studies in that file;
 * other databases: no lock (a race on the last trial may run one trial too many).
 """
 
