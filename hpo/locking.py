@@ -1,9 +1,9 @@
 """One lock per study, shared by every driver on the same storage.
 
-Several ``hpo study`` drivers may run one study together. Two decisions must then be
-taken by one driver at a time: whether the trial budget allows another trial (count, then
-ask) and which MLflow run is the study's parent (look, then create). The lock lives where
-the drivers already meet:
+Several ``hpo study`` drivers may run one study together. Some steps must then be taken
+by one driver at a time: creating the study (and a new database's tables), deciding
+whether the trial budget allows another trial (count, then ask) and which MLflow run is
+the study's parent (look, then create). The lock lives where the drivers already meet:
 
 * PostgreSQL: a transaction-level advisory lock (``pg_advisory_xact_lock``), released on
   commit, rollback or when the driver's connection dies, so a killed driver never leaves it

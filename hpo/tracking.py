@@ -50,7 +50,7 @@ class Tracker:
     """Writes a study and its trials to MLflow."""
 
     def __init__(self, spec: StudySpec, settings: Settings, study: optuna.Study) -> None:
-        self.spec = spec
+        self.spec, self.study = spec, study
         # Drivers sharing the study agree on one experiment and one parent run (and do not
         # race on creating the tables of a new MLflow database).
         with study_lock(settings, study.study_name):
@@ -263,7 +263,9 @@ class Tracker:
         for run_id in self._children.values():
             self.client.set_terminated(run_id, "KILLED")
         self._children.clear()
-        self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FINISHED")
+        # The parent is shared: the last driver of the study to finish ends it.
+        if not self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FINISHED")
 
 
 def _is_server(tracking_uri: str) -> bool:

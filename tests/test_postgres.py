@@ -185,8 +185,9 @@ def test_two_drivers_share_one_study(
         for home in homes
     ]  # fmt: skip
     outputs = [driver.communicate(timeout=600) for driver in drivers]
-    for driver, (_, err) in zip(drivers, outputs, strict=True):
+    for driver, (out, err) in zip(drivers, outputs, strict=True):
         assert driver.returncode == 0, err[-3000:]
+        assert make_url(storage).password not in out + err
 
     study = optuna.load_study(study_name="shared", storage=storage)
     trials = study.get_trials()
