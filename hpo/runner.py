@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hpo.errors import ConfigError, RunError
 from hpo.execution import Observer, StudySearcher, run_trials, run_trials_locally
 from hpo.health import HealthCheck
+from hpo.locking import study_lock
 from hpo.objectives import resolve_objective
 from hpo.preflight import run_preflight
 from hpo.progress import Progress
@@ -178,7 +179,8 @@ def run_study(
             print(f"preflight: warning: {warning}", file=sys.stderr, flush=True)
         report.raise_for_problems()
     settings.prepare()
-    study = load_study(spec, open_storage(settings, create=True))
+    with study_lock(settings, spec.name):  # drivers starting together create it once
+        study = load_study(spec, open_storage(settings, create=True))
     if command is not None:
         record_command(study, command)
     recover_interrupted(study, spec)

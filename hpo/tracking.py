@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import math
+import os
 import tempfile
 import time
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from hpo.locking import study_lock
 from hpo.provenance import CONFIG_FILE, UNKNOWN, GitState, trial_config
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
@@ -44,17 +46,22 @@ _MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch
 
 for _noisy in ("alembic", "mlflow.store.db.utils"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
+# With a tracking server MLflow prints "View run ... at: URL" for every run it ends.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 class Tracker:
     """Writes a study and its trials to MLflow."""
 
     def __init__(self, spec: StudySpec, settings: Settings, study: optuna.Study) -> None:
-        self.spec, self.settings = spec, settings
+        self.spec, self.settings, self.study = spec, settings, study
         self.git_commit = UNKNOWN
-        self.client = MlflowClient(tracking_uri=settings.tracking_uri)
-        self.experiment_id = self._experiment(study.study_name, settings)
-        self.parent_id = self._parent_run(study, settings)
+        # Drivers sharing the study agree on one experiment and one parent run (and do not
+        # race on creating the tables of a new MLflow database).
+        with study_lock(settings, study.study_name):
+            self.client = MlflowClient(tracking_uri=settings.tracking_uri)
+            self.experiment_id = self._experiment(study.study_name, settings)
+            self.parent_id = self._parent_run(study, settings)
         self._children: dict[int, str] = {}
         self._pending: dict[int, list[Metric]] = {}
         self._last_flush = time.monotonic()
@@ -64,7 +71,13 @@ class Tracker:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return str(experiment.experiment_id)
-        location = (settings.artifact_root / name).as_uri()
+        # A tracking server chooses (and serves) the artifact location; otherwise they go
+        # under HPO_HOME rather than MLflow's default ./mlruns of the current directory.
+        location = (
+            None
+            if _is_server(settings.tracking_uri)
+            else (settings.artifact_root / name).as_uri()
+        )
         return str(self.client.create_experiment(name, artifact_location=location))
 
     def _parent_run(self, study: optuna.Study, settings: Settings) -> str:
@@ -315,7 +328,13 @@ class Tracker:
         for run_id in self._children.values():
             self.client.set_terminated(run_id, "KILLED")
         self._children.clear()
-        self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FINISHED")
+        # The parent is shared: the last driver of the study to finish ends it.
+        if not self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FINISHED")
+
+
+def _is_server(tracking_uri: str) -> bool:
+    return tracking_uri.split("://", 1)[0].lower() in ("http", "https")
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

@@ -13,13 +13,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import optuna
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from hpo.locking import study_lock
 from hpo.settings import Settings
 from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, Stop
 from hpo.summary import StudySummary
-from hpo.trials import ATTR_NODE, FINAL, NODE, STEP, Outcome, ask, decide, tell
+from hpo.trials import (
+    ATTR_NODE,
+    FINAL,
+    NODE,
+    STEP,
+    Outcome,
+    ask,
+    counts_towards_budget,
+    decide,
+    tell,
+)
 
 
 class Observer(Protocol):
@@ -56,10 +68,19 @@ class StudySearcher(Searcher):
     ) -> bool:
         return True
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
+        """The next trial's config; ``Searcher.FINISHED`` once the study's budget is taken.
+
+        The budget is shared by every driver of the study: finished trials that count plus
+        trials running anywhere. Counting and asking happen under the study's lock, so
+        drivers started together never exceed it.
+        """
         if self.interrupted:
             return None
-        trial, params = ask(self.study, self.spec)
+        with study_lock(self.settings, self.study.study_name):
+            if self._taken() >= self.spec.trials:
+                return Searcher.FINISHED
+            trial, params = ask(self.study, self.spec)
         self._live[trial_id] = (trial, params)
         for observer in self.observers:
             observer.trial_started(trial, params)
@@ -76,6 +97,13 @@ class StudySearcher(Searcher):
                 self.settings.study_dir(self.study.study_name) / "trials" / f"{trial.number:04d}"
             ),
         }
+
+    def _taken(self) -> int:
+        """Trials that use up the budget: finished and counted, or running (any driver)."""
+        return sum(
+            counts_towards_budget(t) or t.state == TrialState.RUNNING
+            for t in self.study.get_trials(deepcopy=False)
+        )
 
     def report(self, trial_id: str, result: dict[str, Any]) -> bool:
         """Pass an intermediate report on to the observers; True if the trial must stop."""

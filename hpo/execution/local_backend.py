@@ -17,13 +17,14 @@ from hpo.trials import FINAL
 
 
 def run_trials_locally(searcher: StudySearcher, num_trials: int) -> None:
-    """Run ``num_trials`` trials in turn; returns when done or interrupted."""
+    """Run up to ``num_trials`` trials in turn; returns when the searcher has no more
+    (the study's budget is taken) or when interrupted."""
     with interruptible(searcher):
         try:
             for index in range(num_trials):
                 trial_id = f"local_{index:05d}"
                 config = searcher.suggest(trial_id)
-                if config is None:
+                if not isinstance(config, dict):  # interrupted, or the budget is taken
                     break
                 searcher.on_trial_complete(trial_id, _run(searcher, trial_id, config))
         finally:
