@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import mlflow
 import optuna
 import pytest
+from dashboard_browser import running_dashboard
 from optuna.trial import TrialState
 
-from tests.conftest import RunHpo
+from tests.conftest import RunHpo, hpo_env
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +63,13 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
     assert "hpo study distill-squad --trials 6 --seed 3" in card
     results = card.split("## Results: Pareto front\n\n")[1].split("\n\n")[0]
     assert len(results.splitlines()) == 2 + len(pareto) or not pareto
+    # optuna-dashboard serves the study: every trial, with the constraint values it shows
+    with running_dashboard("distill-squad", "--port", "0", cwd=workdir, env=hpo_env()) as board:
+        api = board.url.replace("/dashboard/studies/", "/api/studies/")
+        with urllib.request.urlopen(api, timeout=60) as response:
+            served = json.load(response)
+    assert len(served["trials"]) == 6
+    assert all(t["constraints"] for t in served["trials"] if t["state"] == "Complete")
 
 
 @pytest.mark.slow
