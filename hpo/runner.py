@@ -203,7 +203,7 @@ def run_study(
     if progress is not None:
         observers.append(progress)
     heartbeat = Heartbeat(study, spec.heartbeat_interval)
-    observers.append(heartbeat)
+    observers.insert(0, heartbeat)  # first: a trial beats from the moment it is asked
     searcher = StudySearcher(study, spec, settings, observers, restored_stopping(study, spec),
                              recover=recovery.recover)
     # The searcher ends the study when its budget is taken; retried crashes take more runs.
