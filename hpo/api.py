@@ -36,6 +36,7 @@ _FLAG_FIELDS = {
     "health_after": "run.health_after",
     "stop_when_unhealthy": "run.stop_when_unhealthy",
     "report": "run.report",
+    "max_retries": "run.max_retries",
 }
 
 
@@ -49,7 +50,7 @@ def resolve_spec(
     """Load a study file with ``--set``-style overrides, then the named flags on top
     (``trials=``, ``sampler=``, ``seed=``, ``concurrency=``, ``cpus=``, ``gpus=``,
     ``constraints=[...]``, ``scheduler=``, ``backend=``, ``health_after=``,
-    ``stop_when_unhealthy=``); ``None`` leaves the file's value."""
+    ``stop_when_unhealthy=``, ``max_retries=``); ``None`` leaves the file's value."""
     unknown = set(flags) - set(_FLAG_FIELDS)
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")

@@ -24,10 +24,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from hpo.errors import RunError
 from hpo.settings import Settings, redact
+from hpo.storage_retry import retrying
 
 
 @contextmanager
@@ -59,7 +60,12 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _advisory_lock(url: str, key: int) -> sqlalchemy.Connection:
-    """A connection in a transaction holding the advisory lock ``key``."""
+    """A connection in a transaction holding the advisory lock ``key`` (a server that went
+    away is waited for, as for every storage call: see :mod:`hpo.storage_retry`)."""
+    return retrying(lambda: _try_advisory_lock(url, key), redact(url))
+
+
+def _try_advisory_lock(url: str, key: int) -> sqlalchemy.Connection:
     connection = None
     try:
         connection = _engine(url).connect()
@@ -67,6 +73,8 @@ def _advisory_lock(url: str, key: int) -> sqlalchemy.Connection:
     except SQLAlchemyError as exc:
         if connection is not None:
             connection.close()
+        if isinstance(exc, OperationalError | InterfaceError):
+            raise
         raise RunError(
             f"cannot open storage {redact(url)}: {redact(str(exc).splitlines()[0])}"
         ) from None

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import warnings
 from datetime import datetime
 
 import optuna
-from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from hpo.errors import ConfigError, RunError
@@ -20,25 +18,30 @@ from hpo.objectives import resolve_objective
 from hpo.preflight import run_preflight
 from hpo.progress import Progress
 from hpo.provenance import PROVENANCE_ATTR, study_provenance
+from hpo.recovery import Heartbeat, Recovery, heartbeat_options
 from hpo.samplers import create_sampler
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, create_stopping
+from hpo.storage_retry import RetryingRDBStorage
 from hpo.summary import StudySummary
 from hpo.tracking import Tracker
 from hpo.trial_outputs import TrialOutputs
-from hpo.trials import ATTR_REPORTS, SYSTEM_DRIVER, counts_towards_budget, decide, tell
+from hpo.trials import ATTR_REPORTS, counts_towards_budget
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SPEC_ATTR = "hpo_spec"
 
 
-def open_storage(settings: Settings, *, create: bool = False) -> optuna.storages.BaseStorage:
+def open_storage(
+    settings: Settings, *, create: bool = False, spec: StudySpec | None = None
+) -> optuna.storages.BaseStorage:
     """The Optuna RDB storage; a database that cannot be reached is a runtime error.
 
     Without ``create``, a SQLite file that does not exist is a user error (nothing is
-    created by commands that only read).
+    created by commands that only read). With the ``spec`` of the study a driver runs, the
+    storage can also tell trials whose heartbeats stopped (:mod:`hpo.recovery`).
     """
     path = settings.sqlite_path
     if not create and path is not None and not path.exists():
@@ -48,8 +51,13 @@ def open_storage(settings: Settings, *, create: bool = False) -> optuna.storages
         if settings.storage_url.startswith("sqlite")
         else {"pool_pre_ping": True}
     )
+    heartbeat = heartbeat_options(spec) if spec is not None else {}
     try:
-        return optuna.storages.RDBStorage(settings.storage_url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RetryingRDBStorage(
+                settings.storage_url, engine_kwargs=engine_kwargs, **heartbeat
+            )
     except (SQLAlchemyError, OSError) as exc:
         raise RunError(
             f"cannot open storage {redact(settings.storage_url)}: "
@@ -90,30 +98,6 @@ def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.
     study.set_user_attr(SPEC_ATTR, dict(spec.raw))
     study.set_user_attr("constraints", [str(c) for c in spec.constraints])
     return study
-
-
-def recover_interrupted(study: optuna.Study, spec: StudySpec) -> int:
-    """Close RUNNING trials whose driver on this host is gone; their configs run again."""
-    host = socket.gethostname()
-    recovered = 0
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        driver = frozen.system_attrs.get(SYSTEM_DRIVER, "")
-        driver_host, _, pid = driver.rpartition(":")
-        if driver_host == host and pid.isdigit() and not _alive(int(pid)):
-            trial = optuna.Trial(study, frozen._trial_id)
-            tell(study, trial, decide(spec, frozen.number, frozen.params, None))
-            recovered += 1
-    return recovered
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def prepare_objective(spec: StudySpec, settings: Settings) -> dict[str, str]:
@@ -180,11 +164,13 @@ def run_study(
         report.raise_for_problems()
     settings.prepare()
     with study_lock(settings, spec.name):  # drivers starting together create it once
-        study = load_study(spec, open_storage(settings, create=True))
+        study = load_study(spec, open_storage(settings, create=True, spec=spec))
     if command is not None:
         record_command(study, command)
-    recover_interrupted(study, spec)
     tracker = Tracker(spec, settings, study)
+    recovery = Recovery(study, spec, after=lambda: tracker.close_orphans(study))
+    with study_lock(settings, spec.name):
+        recovery.recover(force=True)
     tracker.close_orphans(study)
     summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
     remaining = spec.trials - summary.finished
@@ -216,13 +202,19 @@ def run_study(
     observers: list[Observer] = [outputs, tracker, health]
     if progress is not None:
         observers.append(progress)
-    searcher = StudySearcher(study, spec, settings, observers, restored_stopping(study, spec))
+    heartbeat = Heartbeat(study, spec.heartbeat_interval)
+    observers.insert(0, heartbeat)  # first: a trial beats from the moment it is asked
+    searcher = StudySearcher(study, spec, settings, observers, restored_stopping(study, spec),
+                             recover=recovery.recover)
+    # The searcher ends the study when its budget is taken; retried crashes take more runs.
+    runs = remaining * (1 + spec.max_retries)
     try:
         if remaining > 0 and spec.backend == "local":
-            run_trials_locally(searcher, remaining)
+            run_trials_locally(searcher, runs)
         elif remaining > 0:
-            run_trials(searcher, spec, settings, remaining, address=address)
+            run_trials(searcher, spec, settings, runs, address=address)
     finally:
+        heartbeat.close()
         if progress is not None:
             progress.close()
         if spec.keep_models != "none":

@@ -45,7 +45,7 @@ class StudySummary:
             finished=sum(1 for t in trials if counts_towards_budget(t)),
             complete=states[TrialState.COMPLETE],
             pruned=states[TrialState.PRUNED],
-            failed=states[TrialState.FAIL] - interrupted,
+            failed=sum(t.state == TrialState.FAIL and counts_towards_budget(t) for t in trials),
             interrupted=interrupted,
             running=states[TrialState.RUNNING],
             waiting=states[TrialState.WAITING],

@@ -51,6 +51,13 @@ ATTR_STEPS = "steps"
 """The last step the trial reported: the training it cost."""
 ATTR_NODE = "node"
 """The machine (and Ray node) that ran the trial, as sent in its results (:data:`NODE`)."""
+ATTR_RETRIED = "retried"
+"""On a crashed trial whose configuration was enqueued again (``run.max_retries``): it does
+not count towards the budget, its retry does."""
+ATTR_RETRY_OF = "retry_of"
+"""On a retry: the number of the crashed trial it runs again."""
+ATTR_ATTEMPT = "attempt"
+"""On a retry: 1 for the first retry, 2 for the second, ..."""
 SYSTEM_DRIVER = "hpo:driver"
 LEGACY_CONSTRAINTS = "constraints"
 
@@ -68,8 +75,13 @@ def driver_id() -> str:
 
 
 def counts_towards_budget(trial: optuna.trial.FrozenTrial) -> bool:
-    """Finished trials count, except those closed because their driver went away."""
-    return trial.state in FINISHED and not trial.user_attrs.get(ATTR_INTERRUPTED)
+    """Finished trials count, except those closed because their driver went away and
+    crashed ones that were retried."""
+    return (
+        trial.state in FINISHED
+        and not trial.user_attrs.get(ATTR_INTERRUPTED)
+        and not trial.user_attrs.get(ATTR_RETRIED)
+    )
 
 
 def ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, dict[str, Any]]:
@@ -113,6 +125,8 @@ class Outcome:
     steps: int | None = None
     single_objective: str | None = None
     """The metric of a single-objective study (its reports become intermediate values)."""
+    max_retries: int = 0
+    """For a crashed trial: how many times its configuration may be run again."""
 
     @property
     def feasible(self) -> bool:
@@ -149,6 +163,7 @@ def decide(
         outcome.single_objective = spec.goals[0].metric
     if crashed:
         outcome.reason = "the trial's worker process died (killed, out of memory or crashed)"
+        outcome.max_retries = spec.max_retries
     elif result is not None and result.get(ERROR):
         outcome.reason = str(result[ERROR])
     elif result is None or not result.get(FINAL):
@@ -178,20 +193,33 @@ def _missing_or_bad(spec: StudySpec, metrics: Mapping[str, float]) -> str | None
     return None
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
-    """Record the outcome on the trial in storage and close it.
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> bool:
+    """Record the outcome on the trial in storage and close it; False if it was closed
+    already (another driver took it for interrupted: see :mod:`hpo.recovery`).
 
     A single-objective study also gets the objective's value at each report as Optuna
     intermediate values, which its samplers use to rank PRUNED trials (multi-objective
     Optuna treats PRUNED trials as worse than COMPLETE ones and has no such values).
     """
+    try:
+        _tell(study, trial, outcome)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    return True
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
     trial.set_user_attr(
         ATTR_METRICS, {k: v for k, v in outcome.metrics.items() if math.isfinite(v)}
     )
     if outcome.reason is not None:
         trial.set_user_attr(ATTR_FAIL_REASON, outcome.reason)
+    attempt = int(trial.user_attrs.get(ATTR_ATTEMPT, 0))
+    retry = outcome.state == TrialState.FAIL and attempt < outcome.max_retries
     if outcome.interrupted:
         trial.set_user_attr(ATTR_INTERRUPTED, True)
+    if retry:
+        trial.set_user_attr(ATTR_RETRIED, True)
     if outcome.stop is not None:
         trial.set_user_attr(ATTR_STOPPED, outcome.stop.reason)
     if outcome.reports:
@@ -214,8 +242,15 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
         outcome.values if outcome.state == TrialState.COMPLETE else None,
         state=outcome.state,
     )
-    if outcome.interrupted:
-        study.enqueue_trial(outcome.params, skip_if_exists=False)
+    if outcome.interrupted:  # run again as it was (a retry stays that retry)
+        links = {k: v for k, v in trial.user_attrs.items() if k in (ATTR_RETRY_OF, ATTR_ATTEMPT)}
+        study.enqueue_trial(outcome.params, user_attrs=links, skip_if_exists=False)
+    elif retry:
+        study.enqueue_trial(
+            outcome.params,
+            user_attrs={ATTR_RETRY_OF: outcome.number, ATTR_ATTEMPT: attempt + 1},
+            skip_if_exists=False,
+        )
 
 
 def _finite(reports: list[dict[str, float]]) -> list[dict[str, float]]:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 TESTS_DIR = Path(__file__).parent
 sys.path.insert(0, str(TESTS_DIR / "support"))
 
 RunHpo = Callable[..., subprocess.CompletedProcess[str]]
+NewDatabase = Callable[[], str]
 
 
 @pytest.fixture
@@ -53,3 +56,42 @@ def run_hpo(workdir: Path) -> RunHpo:
         )
 
     return run
+
+
+# -- PostgreSQL (tests/test_postgres.py, tests/test_crashes.py) ---------------------------
+@pytest.fixture(scope="module")
+def postgres() -> str:
+    """The server URL from the environment (a database on it to connect to first)."""
+    url = os.environ.get("HPO_TEST_POSTGRES")
+    if not url:
+        reason = "HPO_TEST_POSTGRES is not set (e.g. postgresql://hpo:pw@127.0.0.1/postgres)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; .ci/run must start PostgreSQL and set it")
+        pytest.skip(reason)
+    assert make_url(url).password, "HPO_TEST_POSTGRES needs a password (redaction is tested)"
+    return url
+
+
+def database_factory(postgres: str) -> Iterator[NewDatabase]:
+    import psycopg
+
+    admin = make_url(postgres).set(drivername="postgresql")
+    created: list[str] = []
+
+    def new() -> str:
+        name = f"hpo_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return admin.set(database=name).render_as_string(hide_password=False)
+
+    yield new
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
+        for name in created:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def new_database(postgres: str) -> Iterator[NewDatabase]:
+    """Creates fresh databases for this test; drops them after it."""
+    yield from database_factory(postgres)

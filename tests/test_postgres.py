@@ -8,15 +8,13 @@ is a failure.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,50 +24,11 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from tests.conftest import RunHpo, hpo_env
+from tests.conftest import NewDatabase, RunHpo, database_factory, hpo_env
 
 pytestmark = pytest.mark.integration
 
-NewDatabase = Callable[[], str]
 CURVES = ("--backend", "local", "--no-progress", "--set", "objective.args.steps=6")
-
-
-@pytest.fixture(scope="module")
-def postgres() -> str:
-    """The server URL from the environment (a database on it to connect to first)."""
-    url = os.environ.get("HPO_TEST_POSTGRES")
-    if not url:
-        reason = "HPO_TEST_POSTGRES is not set (e.g. postgresql://hpo:pw@127.0.0.1/postgres)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; .ci/run must start PostgreSQL and set it")
-        pytest.skip(reason)
-    assert make_url(url).password, "HPO_TEST_POSTGRES needs a password (redaction is tested)"
-    return url
-
-
-def _database_factory(postgres: str) -> Iterator[NewDatabase]:
-    import psycopg
-
-    admin = make_url(postgres).set(drivername="postgresql")
-    created: list[str] = []
-
-    def new() -> str:
-        name = f"hpo_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-        created.append(name)
-        return admin.set(database=name).render_as_string(hide_password=False)
-
-    yield new
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
-        for name in created:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def new_database(postgres: str) -> Iterator[NewDatabase]:
-    """Creates fresh databases for this test; drops them after it."""
-    yield from _database_factory(postgres)
 
 
 @dataclass(frozen=True)
@@ -83,7 +42,7 @@ def mlflow_server(
     postgres: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MlflowServer]:
     """A real ``mlflow server`` on PostgreSQL, serving artifacts, bound to 127.0.0.1."""
-    factory = _database_factory(postgres)
+    factory = database_factory(postgres)
     backend = next(factory)()
     root = tmp_path_factory.mktemp("mlflow-server")
     with socket.socket() as sock:

@@ -53,6 +53,12 @@ def add_spec_options(parser: argparse.ArgumentParser) -> None:
         help="end the study (exit 1) when the health check fails, instead of warning",
     )
     parser.add_argument(
+        "--max-retries",
+        type=int,
+        metavar="N",
+        help="run a trial whose process died (killed, out of memory) again, up to N times (0)",
+    )
+    parser.add_argument(
         "--constraint",
         action="append",
         dest="constraints",
@@ -100,4 +106,5 @@ def spec_options(args: argparse.Namespace) -> dict[str, Any]:
         "backend": args.backend,
         "health_after": args.health_after,
         "stop_when_unhealthy": args.stop_when_unhealthy,
+        "max_retries": args.max_retries,
     }

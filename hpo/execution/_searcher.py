@@ -9,7 +9,7 @@ local backend both call it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import optuna
@@ -52,8 +52,11 @@ class StudySearcher(Searcher):
         settings: Settings,
         observers: Sequence[Observer],
         stopping: EarlyStopping,
+        recover: Callable[[], object] | None = None,
     ) -> None:
         super().__init__()
+        self.recover = recover
+        """Closes trials whose driver is gone, under the lock, before each ask."""
         self.study, self.spec, self.settings = study, spec, settings
         self.observers = list(observers)
         self.stopping = stopping
@@ -78,6 +81,8 @@ class StudySearcher(Searcher):
         if self.interrupted:
             return None
         with study_lock(self.settings, self.study.study_name):
+            if self.recover is not None:
+                self.recover()
             if self._taken() >= self.spec.trials:
                 return Searcher.FINISHED
             trial, params = ask(self.study, self.spec)

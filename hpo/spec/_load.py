@@ -46,6 +46,8 @@ _RUN_DEFAULTS: dict[str, Any] = {
     "backend": "ray",
     "keep_models": "front",
     "resources": {"cpus": 1, "gpus": 0},
+    "max_retries": 0,
+    "heartbeat_interval": 10,
 }
 _PARAM_KEYS = {
     "float": {"low", "high", "log", "step"},
@@ -228,6 +230,12 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
         stop_when_unhealthy=stop_when_unhealthy,
         keep_models=keep_models,
         report=run["report"],
+        max_retries=int(
+            check.number(run["max_retries"], "run.max_retries", integer=True, minimum=0)
+        ),
+        heartbeat_interval=int(check.number(
+            run["heartbeat_interval"], "run.heartbeat_interval", integer=True, minimum=1
+        )),
         description=check.text(doc.get("description", ""), "description"),
         hypothesis=check.text(doc.get("hypothesis", ""), "hypothesis"),
         raw=resolved,

@@ -131,6 +131,11 @@ class StudySpec:
     """front, all or none (see :data:`KEEP_MODELS`)."""
     report: bool = True
     """Write the report (``hpo report``) when the study finishes."""
+    max_retries: int = 0
+    """Times a trial whose process died (SIGKILL, out of memory) is run again."""
+    heartbeat_interval: int = 10
+    """Seconds between a driver's heartbeats for its running trials; a trial without one
+    for 3 intervals is taken for interrupted (its driver is gone) and run again."""
     description: str = ""
     hypothesis: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)

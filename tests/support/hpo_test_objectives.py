@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -26,3 +29,37 @@ class Flaky(Objective):
         if x > 0.8:
             raise RuntimeError(f"diverged at x={x:.3f}")
         return {"a": float("nan") if x < 0.15 else x, "b": 1 - x}
+
+
+class SelfKilling(Objective):
+    """Minimize (x, 1 - x) over ``steps`` reports; trial ``crash_trial``, and each later
+    trial run with the same parameters (a retry), kills its own process with SIGKILL after
+    its first report, ``crashes`` times in all (counted in a file of the cache dir)."""
+
+    metrics: ClassVar[tuple[str, ...]] = ("a", "b")
+
+    def __init__(
+        self, crash_trial: int = 1, crashes: int = 1, steps: int = 3, step_seconds: float = 0.0
+    ) -> None:
+        self.crash_trial, self.crashes = crash_trial, crashes
+        self.steps, self.step_seconds = steps, step_seconds
+
+    def run(
+        self, params: Mapping[str, Any], context: TrialContext, report: Reporter
+    ) -> Mapping[str, float]:
+        x = float(params["x"])
+        for step in range(1, self.steps + 1):
+            time.sleep(self.step_seconds)
+            report(step, {"a": x, "b": 1 - x})
+            if step == 1 and self._must_crash(params, context):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return {"a": x, "b": 1 - x}
+
+    def _must_crash(self, params: Mapping[str, Any], context: TrialContext) -> bool:
+        record = context.cache_dir / f"crashes-{context.study_name}.json"
+        state = json.loads(record.read_text()) if record.exists() else {"params": None, "n": 0}
+        ours = context.number == self.crash_trial or state["params"] == dict(params)
+        if not ours or state["n"] >= self.crashes:
+            return False
+        record.write_text(json.dumps({"params": dict(params), "n": state["n"] + 1}))
+        return True

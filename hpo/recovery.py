@@ -1,0 +1,136 @@
+"""Trials whose driver is gone: found and run again.
+
+A driver records, for each trial it runs, its ``host:pid`` and (every
+``run.heartbeat_interval`` seconds, from a background thread) a heartbeat in the study's
+storage. A RUNNING trial is taken for interrupted when its driver is a dead process on this
+host, or when its last heartbeat is older than :data:`GRACE_INTERVALS` intervals (a driver
+on another host or container that was killed). Such trials are closed as FAIL marked
+``interrupted`` (not counted towards the budget) and their configurations enqueued again,
+exactly as when a study is interrupted with Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.spec import StudySpec
+from hpo.summary import StudySummary
+from hpo.trials import SYSTEM_DRIVER, Outcome, decide, tell
+
+GRACE_INTERVALS = 3
+"""Heartbeats a trial may miss before it is taken for interrupted."""
+
+# hpo asks and tells trials itself (not through study.optimize) and beats for them here.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+
+def heartbeat_options(spec: StudySpec) -> dict[str, Any]:
+    """``RDBStorage`` arguments that let it tell stale trials."""
+    interval = spec.heartbeat_interval
+    return {"heartbeat_interval": interval, "grace_period": GRACE_INTERVALS * interval}
+
+
+class Recovery:
+    """Closes the study's RUNNING trials whose driver is gone (see the module docstring).
+
+    ``recover()`` checks at most once per heartbeat interval unless ``force``d; the caller
+    holds the study's lock (drivers must not close the same trial twice). ``after`` is
+    called when trials were closed (their MLflow runs are then closed too).
+    """
+
+    def __init__(
+        self, study: optuna.Study, spec: StudySpec, after: Callable[[], object] | None = None
+    ) -> None:
+        self.study, self.spec, self.after = study, spec, after
+        self._last = -float("inf")
+
+    def recover(self, *, force: bool = False) -> int:
+        now = time.monotonic()
+        if not force and now - self._last < self.spec.heartbeat_interval:
+            return 0
+        self._last = now
+        stale = set(_stale_trial_ids(self.study))
+        recovered = 0
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen._trial_id in stale or _driver_is_dead(frozen.system_attrs):
+                trial = optuna.Trial(self.study, frozen._trial_id)
+                outcome = decide(self.spec, frozen.number, frozen.params, None)
+                recovered += tell(self.study, trial, outcome)
+        if recovered and self.after is not None:
+            self.after()
+        return recovered
+
+
+def _stale_trial_ids(study: optuna.Study) -> list[int]:
+    storage: Any = study._storage
+    if getattr(storage, "get_heartbeat_interval", lambda: None)() is None:
+        return []
+    return list(storage._get_stale_trial_ids(study._study_id))
+
+
+def _driver_is_dead(system_attrs: Mapping[str, Any]) -> bool:
+    """The trial's driver ran on this host and its process is gone."""
+    host, _, pid = str(system_attrs.get(SYSTEM_DRIVER, "")).rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Heartbeat:
+    """Records a heartbeat for each trial this driver runs (an observer of the searcher):
+    at its start, then every interval from a daemon thread, until it finishes."""
+
+    def __init__(self, study: optuna.Study, interval: float) -> None:
+        self.study, self.interval = study, interval
+        self._live: dict[int, int] = {}  # trial number -> trial id
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="hpo-heartbeat", daemon=True)
+        self._thread.start()
+
+    def trial_started(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._live[trial.number] = trial._trial_id
+        self._record(trial._trial_id)
+
+    def trial_reported(self, number: int, step: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def trial_finished(self, outcome: Outcome, summary: StudySummary) -> None:
+        with self._lock:
+            self._live.pop(outcome.number, None)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                trial_ids = list(self._live.values())
+            for trial_id in trial_ids:
+                self._record(trial_id)
+
+    def _record(self, trial_id: int) -> None:
+        # A missed beat is harmless (the grace period spans several); the storage's own
+        # errors reach the driver through its next call.
+        with contextlib.suppress(Exception):
+            self.study._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

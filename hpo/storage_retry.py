@@ -1,0 +1,81 @@
+"""Riding out a database that goes away briefly (a PostgreSQL restart, a network blip).
+
+Every call a driver makes to the study's storage goes through :func:`retrying`: a lost or
+refused connection is retried with backoff for up to :data:`RETRY_SECONDS`, then ends the
+study with a one-line :class:`~hpo.errors.RunError` (exit 1; running the same command
+again resumes it). Other database errors are raised at once. SQLAlchemy's
+``pool_pre_ping`` replaces the pool's dead connections once the server is back.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import optuna
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+from hpo.errors import RunError
+from hpo.settings import redact
+
+RETRY_SECONDS = 60.0
+_FIRST_DELAY, _MAX_DELAY = 0.25, 5.0
+T = TypeVar("T")
+
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError)
+_last_warning = -float("inf")
+
+
+def _transient(exc: BaseException) -> bool:
+    """A connection problem (Optuna wraps SQLAlchemy's errors in StorageInternalError)."""
+    return isinstance(exc, _TRANSIENT) or isinstance(exc.__cause__, _TRANSIENT)
+
+
+def retrying(call: Callable[[], T], what: str) -> T:
+    """``call()``, retried while the database cannot be reached (``what`` names it)."""
+    deadline = time.monotonic() + RETRY_SECONDS
+    delay = _FIRST_DELAY
+    while True:
+        try:
+            return call()
+        except (optuna.exceptions.StorageInternalError, *_TRANSIENT) as exc:
+            if not _transient(exc):
+                raise
+            problem = redact(str(exc.__cause__ or exc).strip().splitlines()[0])
+            if time.monotonic() + delay > deadline:
+                raise RunError(
+                    f"lost the connection to {what} for {RETRY_SECONDS:g} s ({problem}); "
+                    "finished trials are kept, run the same command to resume"
+                ) from None
+            _warn(f"storage: cannot reach {what} ({problem}); retrying")
+        time.sleep(delay)
+        delay = min(2 * delay, _MAX_DELAY)
+
+
+def _warn(message: str) -> None:
+    """At most one line every few seconds, whichever thread hits the outage."""
+    global _last_warning
+    if time.monotonic() - _last_warning > _MAX_DELAY:
+        _last_warning = time.monotonic()
+        print(message, file=sys.stderr, flush=True)
+
+
+class RetryingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose every call is :func:`retrying` (opening it is not:
+    a database that cannot be reached at start is reported at once)."""
+
+
+def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: RetryingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return retrying(lambda: method(self, *args, **kwargs), redact(self.url))
+
+    return call
+
+
+for _name, _method in vars(optuna.storages.RDBStorage).items():
+    if callable(_method) and (not _name.startswith("_") or _name == "_get_stale_trial_ids"):
+        setattr(RetryingRDBStorage, _name, _retried(_method))

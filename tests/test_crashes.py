@@ -1,0 +1,177 @@
+"""Fault injection: a trial process, a driver or the database dies during a study.
+
+Each test asserts what a user relies on afterwards: exactly N finished trials, failures
+recorded with their reason, and no MLflow run left RUNNING.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+from tests.conftest import TESTS_DIR, NewDatabase, RunHpo, hpo_env
+
+pytestmark = pytest.mark.integration
+
+SQLITE = "sqlite:///{}/storage/optuna.db"
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+def _trials(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def _counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """Finished trials that count towards the budget (what `--trials N` is about)."""
+    return [
+        t
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        and not t.user_attrs.get("interrupted")
+        and not t.user_attrs.get("retried")
+    ]
+
+
+def _assert_mlflow_consistent(workdir: Path, name: str, trials: list) -> dict[int, str]:
+    """One parent run, FINISHED; one child per trial, none RUNNING. Child status by trial."""
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir}/storage/mlflow.db")
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("hpo.role") == "study"]
+    children = {int(r.data.tags["hpo.trial"]): r.info.status
+                for r in runs if r.data.tags.get("hpo.role") == "trial"}  # fmt: skip
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    assert sorted(children) == sorted(t.number for t in trials)
+    assert "RUNNING" not in children.values(), children
+    return children
+
+
+def _start(workdir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo", *args], cwd=workdir, env=hpo_env(), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def _states(storage: str) -> list[str]:
+    """The trials' states, read without creating anything (the driver creates the study)."""
+    engine = sqlalchemy.create_engine(storage)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sqlalchemy.text("SELECT state FROM trials")).scalars())
+    except sqlalchemy.exc.SQLAlchemyError:  # no database or no tables yet
+        return []
+    finally:
+        engine.dispose()
+
+
+def _wait_for(
+    driver: subprocess.Popen[str], storage: str, count: int, states: tuple[str, ...] = FINISHED
+) -> None:
+    """Until ``count`` trials are in one of ``states``."""
+    deadline = time.monotonic() + 180
+    while sum(state in states for state in _states(storage)) < count:
+        assert driver.poll() is None, driver.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, f"fewer than {count} {states} trials after 180 s"
+        time.sleep(0.2)
+
+
+def test_trial_process_killed_is_failed_then_retried_up_to_max(
+    workdir: Path, run_hpo: RunHpo
+) -> None:
+    # Trial 1 and its first retry kill their Ray worker process (SIGKILL) mid-run: with
+    # --max-retries 1 the retry is run once, then its failure stands.
+    study_file = str(TESTS_DIR / "support" / "self_killing.yaml")
+    result = run_hpo("study", study_file, "--trials", "4", "--max-retries", "1",
+                     "--set", "objective.args.crashes=2", "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "done: 4/4 finished" in result.stdout
+
+    trials = _trials(SQLITE.format(workdir), "self_killing")
+    assert len(_counted(trials)) == 4 and len(trials) == 5
+    crashed, retry = trials[1], trials[2]
+    died = "the trial's worker process died (killed, out of memory or crashed)"
+    assert crashed.state == TrialState.FAIL and crashed.user_attrs["fail_reason"] == died
+    assert crashed.user_attrs["retried"] is True  # not counted: its retry is
+    assert retry.params == crashed.params
+    assert (retry.user_attrs["retry_of"], retry.user_attrs["attempt"]) == (1, 1)
+    assert retry.state == TrialState.FAIL and retry.user_attrs["fail_reason"] == died
+    assert "retried" not in retry.user_attrs  # max retries reached: this failure counts
+    assert [t.state for t in (trials[0], *trials[3:])] == [TrialState.COMPLETE] * 3
+
+    children = _assert_mlflow_consistent(workdir, "self_killing", trials)
+    assert (children[1], children[2]) == ("FAILED", "FAILED")
+
+
+def test_driver_on_another_host_killed_its_trials_are_rerun_by_heartbeat(
+    workdir: Path, run_hpo: RunHpo
+) -> None:
+    args = ("study", "curves", "--trials", "4", "--backend", "local", "--no-progress",
+            "--no-report", "--set", "objective.args.steps=20",
+            "--set", "objective.args.step_seconds=0.1", "--set", "run.heartbeat_interval=1")
+    storage = SQLITE.format(workdir)
+    driver = _start(workdir, *args)
+    _wait_for(driver, storage, 1)
+    _wait_for(driver, storage, 1, ("RUNNING",))
+    time.sleep(1.5)  # the trial beats
+    driver.kill()
+    driver.communicate(timeout=60)
+    # As if that driver had run on another machine: its pid means nothing here, only the
+    # trial's heartbeat (now stopped) tells that it is gone.
+    study = optuna.load_study(study_name="curves", storage=storage)
+    running = study.get_trials(states=(TrialState.RUNNING,))
+    assert len(running) == 1
+    study._storage.set_trial_system_attr(running[0]._trial_id, "hpo:driver", "elsewhere:1")
+    time.sleep(3.5)  # the grace period: 3 heartbeat intervals
+
+    result = run_hpo(*args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = _trials(storage, "curves")
+    assert len(_counted(trials)) == 4
+    stale = trials[running[0].number]
+    assert stale.state == TrialState.FAIL and stale.user_attrs["interrupted"] is True
+    assert [t.params for t in _counted(trials)].count(stale.params) == 1  # run again
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    children = _assert_mlflow_consistent(workdir, "curves", trials)
+    assert children[stale.number] == "KILLED"
+
+
+def _pg_ctl(action: str) -> None:
+    subprocess.run(["pg_ctlcluster", "15", "main", action, *(["-m", "fast"] * (action == "stop"))],
+                   check=True, timeout=60)  # fmt: skip
+
+
+def test_database_restart_during_study_is_ridden_out(
+    workdir: Path, run_hpo: RunHpo, new_database: NewDatabase
+) -> None:
+    if os.geteuid() != 0 or not Path("/usr/bin/pg_ctlcluster").exists():
+        pytest.skip("restarting PostgreSQL needs root and pg_ctlcluster")
+    storage = new_database()
+    args = ("study", "curves", "--trials", "8", "--backend", "local", "--no-progress",
+            "--no-report", "--set", "objective.args.steps=4",
+            "--set", "objective.args.step_seconds=0.1", "--storage", storage)
+    driver = _start(workdir, *args)
+    try:
+        _wait_for(driver, storage, 2)
+        _pg_ctl("stop")  # the server is away for a few seconds, during trials
+        time.sleep(3)
+    finally:
+        _pg_ctl("start")
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0, output[-3000:]
+    assert "storage: cannot reach" in output and "retrying" in output  # it did go away
+    assert "Traceback" not in output
+
+    trials = _trials(storage, "curves")
+    assert len(_counted(trials)) == 8
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    _assert_mlflow_consistent(workdir, "curves", trials)
