@@ -29,6 +29,7 @@ def _study_file(workdir: Path, text: str) -> str:
 
 CASES = [
     # (study file text or None for GOOD, extra args, expected fragments of the message)
+    (GOOD, ["--study-name", "../escape"], ["study name '../escape'", "letters, digits"]),
     (GOOD.replace("run:", "runn:"), [], ["study.yaml", "runn", "unknown key"]),
     (
         GOOD.replace("low: 0, high: 5", "low: 6, high: 5"),

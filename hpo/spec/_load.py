@@ -125,6 +125,10 @@ def load_spec(
     return build_spec(document, study_name or path.stem, source, overrides)
 
 
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+"""Study names become folder names under ``$HPO_HOME/studies``: nothing that leaves it."""
+
+
 def build_spec(
     document: Any, name: str, source: str, overrides: Sequence[tuple[str, Any]] = ()
 ) -> StudySpec:
@@ -132,6 +136,12 @@ def build_spec(
     if not isinstance(document, dict):
         raise ConfigError(
             "a study file is a mapping (objective:, parameters:, ...)", source=source
+        )
+    if not STUDY_NAME.fullmatch(name):
+        raise ConfigError(
+            f"study name {name!r} must be letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (it names the study's folder)",
+            source=source,
         )
     document = copy.deepcopy(document)
     for dotted, value in overrides:
