@@ -76,7 +76,6 @@ def run_hpo(tmp: Path, trials: int, sleep: float, profile: str | None) -> None:
 
 def run_optuna(tmp: Path, trials: int, sleep: float) -> None:
     import optuna
-
     from overhead_objective import work
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -95,10 +94,9 @@ def run_ray(tmp: Path, trials: int, sleep: float) -> None:
     import logging
 
     import ray
+    from overhead_objective import work
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
-
-    from overhead_objective import work
 
     def trainable(config: dict[str, Any]) -> None:
         a, b = work(config["x"], config["y"], sleep)
