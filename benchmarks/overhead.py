@@ -9,7 +9,7 @@ The same objective (``overhead_objective:Sleep``: sleep, return two metrics) run
   (multivariate TPE with constant liar, seed 0);
 * ``ray``: ``tune.Tuner`` with Ray's ``OptunaSearch`` (defaults), ``max_concurrent_trials=2``.
 
-    python benchmarks/overhead.py                          # 200 trials at 0 s and 1 s, 20 at 5 s
+    python benchmarks/overhead.py              # 200 trials at 0 s, 100 at 1 s, 20 at 5 s
     python benchmarks/overhead.py --trials 50 --sleep 0 --peers hpo optuna
     python benchmarks/overhead.py --sleep 0 --peers hpo --profile /tmp/hpo.prof
 
@@ -210,9 +210,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=200, help="trials per run under 5 s")
-    parser.add_argument("--long-trials", type=int, default=20,
-                        help="trials per run when trials sleep 5 s or more")
+    parser.add_argument("--trials", type=int, default=200, help="trials per run (at most)")
+    parser.add_argument("--budget", type=float, default=50.0,
+                        help="seconds of sleeping per run and worker: a run has at most "
+                        "budget x 2 / sleep trials (100 at 1 s, 20 at 5 s)")
     parser.add_argument("--sleep", type=float, nargs="+", default=[0.0, 1.0, 5.0],
                         help="seconds each trial sleeps; one run per value and peer")
     parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS)
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     rows = []
     for sleep in args.sleep:
-        trials = args.trials if sleep < 5 else args.long_trials
+        trials = args.trials if sleep <= 0 else min(
+            args.trials, max(1, int(args.budget * CONCURRENCY / sleep)))
         for peer in args.peers:
             rows.append(spawn(peer, trials, sleep, args.profile if peer == "hpo" else None))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
