@@ -244,19 +244,15 @@ class Tracker:
         self.client.set_terminated(run_id, status)
 
     def _log_summary(self, summary: StudySummary) -> None:
+        values: dict[str, float] = {
+            "feasible_trials": summary.feasible, "pareto_size": len(summary.front),
+        }
         if summary.hypervolume is not None:
-            self.client.log_metric(
-                self.parent_id, "hypervolume", summary.hypervolume, step=summary.finished
-            )
-        self.client.log_batch(
+            values["hypervolume"] = summary.hypervolume
+        now = int(time.time() * 1000)
+        self.client.log_batch(  # one request per finished trial
             self.parent_id,
-            metrics=[
-                Metric(k, float(v), int(time.time() * 1000), summary.finished)
-                for k, v in (
-                    ("feasible_trials", summary.feasible),
-                    ("pareto_size", len(summary.front)),
-                )
-            ],
+            metrics=[Metric(k, float(v), now, summary.finished) for k, v in values.items()],
         )
         numbers = tuple(t.number for t in summary.front)
         if numbers != self._front:

@@ -1,0 +1,256 @@
+"""Orchestration overhead: hpo's full stack vs bare Optuna and bare Ray Tune + OptunaSearch.
+
+The same objective (``overhead_objective:Sleep``: sleep, return two metrics) runs N trials,
+2 at a time, under each peer, each in its own child process with a fresh temp directory:
+
+* ``hpo``: ``hpo.run(study_file, concurrency=2)``: Ray Tune + Optuna SQLite + MLflow
+  SQLite, in a fresh HPO_HOME (the end-of-study report is off: it is not per-trial work);
+* ``optuna``: ``study.optimize(n_jobs=2)`` in-process with SQLite storage and hpo's sampler
+  (multivariate TPE with constant liar, seed 0);
+* ``ray``: ``tune.Tuner`` with Ray's ``OptunaSearch`` (defaults), ``max_concurrent_trials=2``.
+
+    python benchmarks/overhead.py              # 200 trials at 0 s, 100 at 1 s, 20 at 5 s
+    python benchmarks/overhead.py --trials 50 --sleep 0 --peers hpo optuna
+    python benchmarks/overhead.py --sleep 0 --peers hpo --profile /tmp/hpo.prof
+
+Overhead per trial = (wall - busy / concurrency) / N, where busy is the time measured
+inside the objective; utilization = busy / (wall x concurrency). Wall runs from the call to
+its return (Ray start and stop included for ``hpo`` and ``ray``); the ``steady`` columns
+use the span from the first trial's start to the last one's end instead. Headline: hpo's
+overhead as a multiple of each peer's. Prints a table and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PEERS = ("hpo", "optuna", "ray")
+CONCURRENCY = 2
+STUDY = """\
+description: "orchestration overhead benchmark"
+objective:
+  name: "overhead_objective:Sleep"
+  args: {{sleep: {sleep}}}
+parameters:
+  x: {{type: float, low: 0.0, high: 1.0}}
+  y: {{type: float, low: 0.0, high: 1.0}}
+objectives:
+  - {{metric: a, direction: minimize, ref: 3}}
+  - {{metric: b, direction: minimize, ref: 3}}
+run:
+  trials: {trials}
+  concurrency: {concurrency}
+  resources: {{cpus: 1, gpus: 0}}
+  seed: 0
+  sampler: auto
+  report: false
+"""
+
+
+# -- one peer, in a child process -------------------------------------------------------------
+def run_hpo(tmp: Path, trials: int, sleep: float, profile: str | None) -> None:
+    os.environ["HPO_HOME"] = str(tmp / "home")
+    study = tmp / "overhead.yaml"
+    study.write_text(STUDY.format(sleep=sleep, trials=trials, concurrency=CONCURRENCY))
+    import hpo
+
+    def call() -> None:
+        hpo.run(str(study), trials=trials, concurrency=CONCURRENCY, show_progress=False)
+
+    if profile:
+        import cProfile
+
+        cProfile.runctx("call()", globals(), {"call": call}, profile)
+    else:
+        call()
+
+
+def run_optuna(tmp: Path, trials: int, sleep: float) -> None:
+    import optuna
+    from overhead_objective import work
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp / 'optuna.db'}",
+        directions=["minimize", "minimize"],
+        sampler=optuna.samplers.TPESampler(seed=0, multivariate=True, constant_liar=True),
+    )
+    study.optimize(
+        lambda t: work(t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1), sleep),
+        n_trials=trials, n_jobs=CONCURRENCY,
+    )
+
+
+def run_ray(tmp: Path, trials: int, sleep: float) -> None:
+    import logging
+
+    import ray
+    from overhead_objective import work
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    def trainable(config: dict[str, Any]) -> None:
+        a, b = work(config["x"], config["y"], sleep)
+        tune.report({"a": a, "b": b})
+
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        tune.Tuner(
+            trainable,
+            param_space={"x": tune.uniform(0, 1), "y": tune.uniform(0, 1)},
+            tune_config=tune.TuneConfig(
+                search_alg=OptunaSearch(metric=["a", "b"], mode=["min", "min"]),
+                num_samples=trials, max_concurrent_trials=CONCURRENCY,
+            ),
+            run_config=tune.RunConfig(storage_path=str(tmp / "ray"), verbose=0),
+        ).fit()
+    finally:
+        ray.shutdown()
+
+
+def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[str, Any]:
+    """Run one peer here and measure it (this is the child process)."""
+    with tempfile.TemporaryDirectory(prefix=f"overhead-{peer}-") as name:
+        tmp = Path(name)
+        log = tmp / "trials.log"
+        os.environ["HPO_BENCH_LOG"] = str(log)
+        started = time.perf_counter()
+        if peer == "hpo":
+            run_hpo(tmp, trials, sleep, profile)
+        elif peer == "optuna":
+            run_optuna(tmp, trials, sleep)
+        else:
+            run_ray(tmp, trials, sleep)
+        wall = time.perf_counter() - started
+        spans = [tuple(map(float, line.split())) for line in log.read_text().splitlines()]
+    busy = sum(end - start for start, end in spans)
+    steady = max(end for _, end in spans) - min(start for start, _ in spans)
+    return {
+        "peer": peer,
+        "sleep_s": sleep,
+        "trials": len(spans),
+        "wall_s": round(wall, 2),
+        "ms_per_trial": round(1000 * wall / len(spans), 1),
+        "overhead_ms": round(1000 * (wall - busy / CONCURRENCY) / len(spans), 1),
+        "steady_overhead_ms": round(1000 * (steady - busy / CONCURRENCY) / len(spans), 1),
+        "utilization": round(busy / (wall * CONCURRENCY), 3),
+        "steady_utilization": round(busy / (steady * CONCURRENCY), 3),
+    }
+
+
+# -- the driver --------------------------------------------------------------------------------
+def spawn(peer: str, trials: int, sleep: float, profile: str | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(HERE), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    )
+    command = [sys.executable, __file__, "--child", peer, "--trials", str(trials),
+               "--sleep", str(sleep)]
+    if profile:
+        command += ["--profile", profile]
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """hpo's overhead per trial as a multiple of each peer's, per trial length."""
+    table = []
+    for sleep in dict.fromkeys(r["sleep_s"] for r in rows):
+        mine = {r["peer"]: r for r in rows if r["sleep_s"] == sleep}
+        if "hpo" not in mine:
+            continue
+        for peer, row in mine.items():
+            if peer == "hpo":
+                continue
+            table.append({
+                "sleep_s": sleep,
+                "vs": peer,
+                "overhead_x": _ratio(mine["hpo"]["overhead_ms"], row["overhead_ms"]),
+                "steady_overhead_x": _ratio(mine["hpo"]["steady_overhead_ms"],
+                                            row["steady_overhead_ms"]),
+                "utilization_hpo": mine["hpo"]["utilization"],
+                "utilization_peer": row["utilization"],
+            })
+    return table
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b > 0 else None
+
+
+def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets: overhead < 100 ms per trial; >= 95% utilization at 5 s trials."""
+    mine = [r for r in rows if r["peer"] == "hpo"]
+    overhead = [r["overhead_ms"] for r in mine if r["sleep_s"] < 5]
+    util = [r["utilization"] for r in mine if r["sleep_s"] >= 5]
+    return {
+        "overhead_under_100ms": all(o < 100 for o in overhead) if overhead else None,
+        "utilization_at_5s_over_95pct": all(u >= 0.95 for u in util) if util else None,
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
+    print("  ".join(k.ljust(widths[k]) for k in keys))
+    for row in rows:
+        print("  ".join(str(row[k]).ljust(widths[k]) for k in keys))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200, help="trials per run (at most)")
+    parser.add_argument("--budget", type=float, default=50.0,
+                        help="seconds of sleeping per run and worker: a run has at most "
+                        "budget x 2 / sleep trials (100 at 1 s, 20 at 5 s)")
+    parser.add_argument("--sleep", type=float, nargs="+", default=[0.0, 1.0, 5.0],
+                        help="seconds each trial sleeps; one run per value and peer")
+    parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS)
+    parser.add_argument("--profile", help="cProfile the hpo driver into this file")
+    parser.add_argument("--out", help="JSON file (default: benchmarks/results/overhead.json)")
+    parser.add_argument("--child", choices=PEERS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        result = measure(args.child, args.trials, args.sleep[0], args.profile)
+        print(json.dumps(result), flush=True)
+        return 0
+    load_before = os.getloadavg()
+    rows = []
+    for sleep in args.sleep:
+        trials = args.trials if sleep <= 0 else min(
+            args.trials, max(1, int(args.budget * CONCURRENCY / sleep)))
+        for peer in args.peers:
+            rows.append(spawn(peer, trials, sleep, args.profile if peer == "hpo" else None))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    load_after = os.getloadavg()
+    print_table(rows)
+    print()
+    table = ratios(rows)
+    print_table(table)
+    goals = targets(rows)
+    print(f"\ntargets: {goals}")
+    print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
+    out = Path(args.out or "benchmarks/results/overhead.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "runs": rows, "ratios": table, "targets": goals,
+        "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(),
+        "command": " ".join(sys.argv),
+    }, indent=2))
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
