@@ -24,6 +24,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _report import print_table  # benchmarks/ is the script's directory
+
 BASELINE = "none"
 NO_STOPPING = [("stopping.infeasible", None), ("stopping.degenerate", {})]
 
@@ -79,16 +81,6 @@ def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "median_wall_s": statistics.median(r["wall_s"] for r in mine),
         })
     return table
-
-
-def print_table(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    keys = list(rows[0])
-    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
-    print("  ".join(k.ljust(widths[k]) for k in keys))
-    for row in rows:
-        print("  ".join(str(row[k]).ljust(widths[k]) for k in keys))
 
 
 def main(argv: list[str] | None = None) -> int:

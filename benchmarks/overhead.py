@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _report import print_table  # benchmarks/ is the script's directory
+
 HERE = Path(__file__).resolve().parent
 PEERS = ("hpo", "optuna", "ray")
 CONCURRENCY = 2
@@ -196,16 +198,6 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "overhead_under_100ms": all(o < 100 for o in overhead) if overhead else None,
         "utilization_at_5s_over_95pct": all(u >= 0.95 for u in util) if util else None,
     }
-
-
-def print_table(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    keys = list(rows[0])
-    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
-    print("  ".join(k.ljust(widths[k]) for k in keys))
-    for row in rows:
-        print("  ".join(str(row[k]).ljust(widths[k]) for k in keys))
 
 
 def main(argv: list[str] | None = None) -> int:

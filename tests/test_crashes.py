@@ -19,26 +19,12 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from tests.conftest import TESTS_DIR, NewDatabase, RunHpo, hpo_env
+from tests.study_checks import counted, load_trials
 
 pytestmark = pytest.mark.integration
 
 SQLITE = "sqlite:///{}/storage/optuna.db"
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
-
-
-def _trials(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=name, storage=storage).get_trials()
-
-
-def _counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    """Finished trials that count towards the budget (what `--trials N` is about)."""
-    return [
-        t
-        for t in trials
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        and not t.user_attrs.get("interrupted")
-        and not t.user_attrs.get("retried")
-    ]
 
 
 def _assert_mlflow_consistent(workdir: Path, name: str, trials: list) -> dict[int, str]:
@@ -96,8 +82,8 @@ def test_trial_process_killed_is_failed_then_retried_up_to_max(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "done: 4/4 finished" in result.stdout
 
-    trials = _trials(SQLITE.format(workdir), "self_killing")
-    assert len(_counted(trials)) == 4 and len(trials) == 5
+    trials = load_trials(SQLITE.format(workdir), "self_killing")
+    assert len(counted(trials)) == 4 and len(trials) == 5
     crashed, retry = trials[1], trials[2]
     died = "the trial's worker process died (killed, out of memory or crashed)"
     assert crashed.state == TrialState.FAIL and crashed.user_attrs["fail_reason"] == died
@@ -135,11 +121,11 @@ def test_driver_on_another_host_killed_its_trials_are_rerun_by_heartbeat(
 
     result = run_hpo(*args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    trials = _trials(storage, "curves")
-    assert len(_counted(trials)) == 4
+    trials = load_trials(storage, "curves")
+    assert len(counted(trials)) == 4
     stale = trials[running[0].number]
     assert stale.state == TrialState.FAIL and stale.user_attrs["interrupted"] is True
-    assert [t.params for t in _counted(trials)].count(stale.params) == 1  # run again
+    assert [t.params for t in counted(trials)].count(stale.params) == 1  # run again
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     children = _assert_mlflow_consistent(workdir, "curves", trials)
     assert children[stale.number] == "KILLED"
@@ -171,7 +157,7 @@ def test_database_restart_during_study_is_ridden_out(
     assert "storage: cannot reach" in output and "retrying" in output  # it did go away
     assert "Traceback" not in output
 
-    trials = _trials(storage, "curves")
-    assert len(_counted(trials)) == 8
+    trials = load_trials(storage, "curves")
+    assert len(counted(trials)) == 8
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     _assert_mlflow_consistent(workdir, "curves", trials)

@@ -21,10 +21,10 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
-from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from tests.conftest import NewDatabase, RunHpo, database_factory, hpo_env
+from tests.study_checks import counted, mlflow_runs
 
 pytestmark = pytest.mark.integration
 
@@ -78,22 +78,8 @@ def mlflow_server(
         next(factory, None)
 
 
-def _runs(client: mlflow.MlflowClient, name: str) -> tuple[list, list]:
-    experiment = client.get_experiment_by_name(name)
-    assert experiment is not None, f"no experiment {name!r}"
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("hpo.role") == "study"]
-    children = [r for r in runs if r.data.tags.get("hpo.role") == "trial"]
-    return parents, children
-
-
 def _counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [
-        t
-        for t in study.get_trials()
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        and not t.user_attrs.get("interrupted")
-    ]
+    return counted(study.get_trials())
 
 
 def test_study_on_postgres_with_mlflow_server(
@@ -108,7 +94,7 @@ def test_study_on_postgres_with_mlflow_server(
     study = optuna.load_study(study_name="curves", storage=storage)
     assert len(_counted(study)) == 6
     client = mlflow.MlflowClient(tracking_uri=mlflow_server.uri)
-    (parent,), children = _runs(client, "curves")
+    (parent,), children = mlflow_runs(client, "curves")
     assert len(children) == 6
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
@@ -161,7 +147,7 @@ def test_two_drivers_share_one_study(
     assert set(by_driver) == {str(d.pid) for d in drivers}, by_driver  # both did some
 
     client = mlflow.MlflowClient(tracking_uri=mlflow_server.uri)
-    (parent,), children = _runs(client, "shared")
+    (parent,), children = mlflow_runs(client, "shared")
     assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert sorted(int(c.data.tags["hpo.trial"]) for c in children) == numbers
@@ -198,7 +184,7 @@ def test_passwords_never_shown(
         assert password not in result.stdout + result.stderr
 
     client = mlflow.MlflowClient(tracking_uri=tracking)
-    (parent,), children = _runs(client, "secret")
+    (parent,), children = mlflow_runs(client, "secret")
     assert len(children) == 3
     assert parent.data.tags["hpo.storage"] == make_url(storage).render_as_string()
     for run in (parent, *children):

@@ -17,6 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import TESTS_DIR, RunHpo, hpo_env
+from tests.study_checks import counted, mlflow_runs
 
 pytestmark = pytest.mark.integration
 
@@ -32,21 +33,11 @@ def _mlflow(workdir: Path) -> mlflow.MlflowClient:
 
 
 def _runs(workdir: Path, name: str) -> tuple[list[mlflow.entities.Run], list[mlflow.entities.Run]]:
-    client = _mlflow(workdir)
-    experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id], max_results=5000)
-    parents = [r for r in runs if r.data.tags.get("hpo.role") == "study"]
-    children = [r for r in runs if r.data.tags.get("hpo.role") == "trial"]
-    return parents, children
+    return mlflow_runs(_mlflow(workdir), name)
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    return [
-        t
-        for t in study.get_trials()
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        and not t.user_attrs.get("interrupted")
-    ]
+    return counted(study.get_trials())
 
 
 def _assert_front_is_feasible_and_nondominated(
