@@ -178,16 +178,26 @@ def _start(workdir: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for_finished(workdir: Path, name: str, count: int, timeout: float = 240) -> None:
+def _wait_for_finished(
+    workdir: Path, name: str, count: int, driver: subprocess.Popen[str], timeout: float = 480
+) -> None:
+    """Until ``count`` trials finished; the driver's output if it ends or the time runs out
+    (a loaded two-core machine can take minutes to start Ray)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and driver.poll() is None:
         try:
             if len(_finished(_study(workdir, name))) >= count:
                 return
         except (KeyError, Exception):  # storage or study not created yet
             pass
         time.sleep(0.5)
-    raise AssertionError(f"{name}: fewer than {count} finished trials after {timeout}s")
+    if driver.poll() is None:
+        os.killpg(driver.pid, signal.SIGKILL)
+    output, _ = driver.communicate(timeout=60)
+    raise AssertionError(
+        f"{name}: fewer than {count} finished trials after {timeout}s; driver exit "
+        f"{driver.returncode}, its output:\n{output[-3000:]}"
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
@@ -205,7 +215,7 @@ def test_interrupted_study_resumes_to_exactly_n(
         "objective.args.steps=10",
     )
     driver = _start(workdir, *args)
-    _wait_for_finished(workdir, "curves", 3)
+    _wait_for_finished(workdir, "curves", 3, driver)
     before = {
         t.number: (t.state, t.params, t.values) for t in _finished(_study(workdir, "curves"))
     }
