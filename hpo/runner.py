@@ -32,6 +32,8 @@ from hpo.trials import ATTR_REPORTS, counts_towards_budget
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SPEC_ATTR = "hpo_spec"
+SESSIONS_ATTR = "driver_sessions"
+"""How many drivers have opened the study so far (each seeds its sampler differently)."""
 
 
 def open_storage(
@@ -66,7 +68,10 @@ def open_storage(
 
 
 def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create the study, or load it and check it still means the same thing."""
+    """Create the study, or load it and check it still means the same thing.
+
+    Called under the study's lock: each call is a new driver session of the study.
+    """
     names = {s.study_name: s for s in optuna.study.get_all_study_summaries(storage)}
     existing = names.get(spec.name)
     if existing is not None:
@@ -84,13 +89,15 @@ def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.
                 source=spec.source,
                 field="objectives",
             )
+    session = int(existing.user_attrs.get(SESSIONS_ATTR, 0)) if existing is not None else 0
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
         directions=spec.directions,
-        sampler=create_sampler(spec),
+        sampler=create_sampler(spec, session),
         load_if_exists=True,
     )
+    study.set_user_attr(SESSIONS_ATTR, session + 1)
     if existing is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -31,3 +31,15 @@ def test_gpus_the_cluster_does_not_have_is_a_clear_runtime_error(workdir: Path) 
     # preflight=False: the GPU preflight check would stop it first (tests/test_preflight.py)
     with pytest.raises(hpo.RunError, match="asks for 1 GPU but the Ray cluster has 0"):
         hpo.run("bnh", trials=2, gpus=1, show_progress=False, preflight=False)
+
+
+def test_a_resumed_study_does_not_replay_earlier_configurations(workdir: Path) -> None:
+    """Each driver session seeds its sampler differently (same study seed otherwise)."""
+    options = {"backend": "local", "show_progress": False, "report": False,
+               "overrides": [("objective.args.steps", 2)]}  # fmt: skip
+    hpo.run("curves", trials=3, **options)
+    hpo.run("curves", trials=6, **options)
+    study, _ = hpo.load("curves")
+    configurations = {repr(sorted(t.params.items())) for t in study.get_trials()}
+    assert len(study.get_trials()) == 6 and len(configurations) == 6
+    assert study.user_attrs["driver_sessions"] == 2

@@ -101,9 +101,13 @@ def test_trial_process_killed_is_failed_then_retried_up_to_max(
 def test_driver_on_another_host_killed_its_trials_are_rerun_by_heartbeat(
     workdir: Path, run_hpo: RunHpo
 ) -> None:
+    # Every trial runs its 5 s in full (no early stopping), so one is surely running when
+    # the driver is killed.
     args = ("study", "curves", "--trials", "4", "--backend", "local", "--no-progress",
             "--no-report", "--set", "objective.args.steps=20",
-            "--set", "objective.args.step_seconds=0.1", "--set", "run.heartbeat_interval=1")
+            "--set", "objective.args.step_seconds=0.25", "--set", "run.heartbeat_interval=1",
+            "--scheduler", "none", "--set", "stopping.infeasible=null",
+            "--set", "stopping.degenerate={}")
     storage = SQLITE.format(workdir)
     driver = _start(workdir, *args)
     _wait_for(driver, storage, 1)

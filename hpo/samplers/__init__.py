@@ -49,9 +49,16 @@ SAMPLERS: dict[str, Callable[[int, StudySpec], optuna.samplers.BaseSampler]] = {
 }
 
 
-def create_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """The sampler the study asks for, seeded with the study seed."""
-    return SAMPLERS[spec.sampler](spec.seed, spec)
+def create_sampler(spec: StudySpec, session: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler the study asks for, seeded from the study seed and the driver session.
+
+    Session 0 (the first driver of the study) uses the study seed itself; every later
+    session (a resume, another driver sharing the study) gets its own seed, so it does not
+    replay the configurations an earlier session drew, and the run stays reproducible from
+    the same sequence of commands.
+    """
+    seed = spec.seed if session == 0 else (spec.seed + 1_000_003 * session) % (2**31 - 1)
+    return SAMPLERS[spec.sampler](seed, spec)
 
 
 __all__ = ["SAMPLERS", "create_sampler"]
