@@ -224,15 +224,14 @@ def run_study(
         heartbeat.close()
         if progress is not None:
             progress.close()
+        summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
         if spec.keep_models != "none":
-            tracker.log_models(study, StudySummary.of(study.get_trials(deepcopy=False),
-                                                      spec.goals))
+            tracker.log_models(study, summary)
         tracker.close(interrupted=searcher.interrupted)
     if unhealthy:
         raise RunError(f"study {spec.name!r} stopped because it is unhealthy: {unhealthy[0]}")
     if searcher.interrupted:
         raise KeyboardInterrupt
-    summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
     if spec.report and summary.finished >= spec.trials:
         write_report(spec, settings)
     return summary
