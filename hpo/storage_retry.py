@@ -26,6 +26,9 @@ _FIRST_DELAY, _MAX_DELAY = 0.25, 5.0
 T = TypeVar("T")
 
 _TRANSIENT = (OperationalError, InterfaceError, DisconnectionError)
+# What Optuna's cache (wrapped around this storage) calls on it besides the public API.
+_PRIVATE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_trial_id",
+                  "_get_trials", "_get_stale_trial_ids")  # fmt: skip
 _last_warning: dict[str, float] = {}
 
 
@@ -97,6 +100,6 @@ def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 for _name, _method in vars(optuna.storages.RDBStorage).items():
-    if callable(_method) and (not _name.startswith("_") or _name == "_get_stale_trial_ids"):
+    if callable(_method) and (not _name.startswith("_") or _name in _PRIVATE_CALLS):
         setattr(RetryingRDBStorage, _name, _retried(_method))
 RetryingRDBStorage.set_trial_attrs = _retried(RetryingRDBStorage.set_trial_attrs)  # type: ignore[method-assign]

@@ -48,7 +48,7 @@ _END_STATUS = {
 _FLUSH_SECONDS = 2.0
 _MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch
 
-for _noisy in ("alembic", "mlflow.store.db.utils"):
+for _noisy in ("alembic",):  # mlflow.store.db.utils: see hpo.tracking_writer
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 # With a tracking server MLflow prints "View run ... at: URL" for every run it ends.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
