@@ -20,7 +20,7 @@ from hpo.stopping import (
     MedianStop,
     create_stopping,
 )
-from hpo.stopping._asha import by_metric, by_objectives
+from hpo.stopping._asha import by_metric, by_objectives, extrapolated
 from objectives.curves import CurvesObjective, collapses
 
 EXACT = Goal("exact", "maximize", 0)
@@ -83,6 +83,50 @@ def test_moasha_promotes_non_dominated_and_ranks_infeasible_after_feasible() -> 
         {"exact": 55, "num_params": 20}, {"exact": 49, "num_params": 1},
     ])])
     assert decisions == [None, None, "moasha: rung 1", "moasha: rung 1"]
+
+
+def test_extrapolation_follows_the_last_two_reports_to_the_horizon() -> None:
+    reports = [{"exact": 30.0, "num_params": 5e6}, {"exact": 40.0, "num_params": 5e6}]
+    # 10 points per report for 8 more reports; the static parameter count stays
+    assert extrapolated(reports, 10) == {"exact": 120.0, "num_params": 5e6}
+    assert extrapolated(reports[:1], 10) == reports[0]  # one report: no slope
+    assert extrapolated(reports, 2) == reports[1]  # at the horizon already
+    assert extrapolated([{}, {"exact": 40.0}], 10) == {"exact": 40.0}
+
+
+def test_extrapolating_moasha_keeps_a_slow_learner_that_plain_moasha_stops() -> None:
+    """A fast learner that has levelled off ranks first at report 2; a slow but steep one
+    ranks first once both are extended to the end of training (10 reports)."""
+    ranking = by_objectives((EXACT, SIZE), (Constraint.parse("exact >= 50"),))
+    finished = [{"exact": 40.0 + i, "num_params": 9.0} for i in range(10)]
+    fast = [{"exact": 45.0, "num_params": 9.0}, {"exact": 46.0, "num_params": 9.0}]
+    slow = [{"exact": 20.0, "num_params": 9.0}, {"exact": 30.0, "num_params": 9.0}]
+    decisions = {}
+    for extrapolate in (False, True):
+        asha = ASHA("moasha", ranking, 2, 2, extrapolate=extrapolate)
+        history = History()
+        for metrics in finished:
+            history.add(0, metrics)
+        for number, reports in ((1, slow), (2, fast)):
+            for metrics in reports:
+                history.add(number, metrics)
+            stop = asha.check(number, history)
+            decisions[extrapolate, number] = None if stop is None else stop.detail
+    # plain, at report 2: the finished trial (41) beats the slow one (30); the fast one
+    # (46) is the best of the three
+    assert decisions[False, 1] is not None and decisions[False, 2] is None
+    # extrapolated to report 10: slow 30 + 8 * 10 = 110 beats finished 41 + 8 and, then,
+    # fast 46 + 8, which is outside the best half
+    assert decisions[True, 1] is None
+    assert decisions[True, 2] is not None and "(extrapolated)" in decisions[True, 2]
+
+
+def test_extrapolation_is_the_default_for_moasha_only() -> None:
+    assert load_spec("curves").stopping.extrapolate is True
+    assert load_spec("curves", [("stopping.scheduler", "asha")]).stopping.extrapolate is False
+    off = load_spec("curves", [("stopping.extrapolate", False)])
+    asha = next(r for r in create_stopping(off).rules if isinstance(r, ASHA))
+    assert asha.extrapolate is False
 
 
 def test_degenerate_rule_needs_patience_consecutive_matches() -> None:
@@ -183,6 +227,7 @@ def test_resumed_history_counts_at_the_rungs() -> None:
         ("stopping.metric", "f1", "'f1' is not an objective"),
         ("stopping.reduction_factor", 1, "below the minimum 1.5"),
         ("stopping.grace_period", 0, "below the minimum 1"),
+        ("stopping.extrapolate", "yes", "stopping.extrapolate"),
         ("stopping.infeasible", {"patience": 2, "margins": 1}, "stopping.infeasible.margins"),
         ("stopping.degenerate", {"x": {"when": ["exact == 0"]}}, "stopping.degenerate.x.when[0]"),
         ("stopping.degenerate", {"x": {"when": ["nope <= 1"]}}, "unknown metric 'nope'"),

@@ -99,6 +99,9 @@ class Stopping:
     """No rung at or beyond this many reports (the end of a trial is not a rung)."""
     min_trials: int = 5
     """median: trials that must have reached a report before it compares there."""
+    extrapolate: bool = False
+    """asha, moasha: rank on values extrapolated to the end of training (see
+    :mod:`hpo.stopping._asha`); on by default for moasha."""
     infeasible: InfeasibleStop | None = InfeasibleStop()
     degenerate: tuple[DegenerateRule, ...] = ()
 

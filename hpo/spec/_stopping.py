@@ -15,6 +15,7 @@ _KEYS = {
     "reduction_factor",
     "max_budget",
     "min_trials",
+    "extrapolate",
     "infeasible",
     "degenerate",
 }
@@ -42,6 +43,9 @@ def parse_stopping(
         )
     defaults = Stopping()
     max_budget = body.get("max_budget")
+    extrapolate = body.get("extrapolate", scheduler == "moasha")
+    if not isinstance(extrapolate, bool):
+        raise check.fail("stopping.extrapolate", f"expected true or false, got {extrapolate!r}")
     return Stopping(
         scheduler=scheduler,
         metric=metric,
@@ -55,6 +59,7 @@ def parse_stopping(
         ),
         max_budget=None if max_budget is None else _count(check, body, "max_budget", 1),
         min_trials=_count(check, body, "min_trials", defaults.min_trials),
+        extrapolate=extrapolate,
         infeasible=_infeasible(check, body.get("infeasible", {})),
         degenerate=_degenerate(check, body.get("degenerate") or {}, metrics),
     )

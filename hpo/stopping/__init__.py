@@ -58,7 +58,7 @@ def create_stopping(spec: StudySpec) -> EarlyStopping:
         )
         rules.append(
             ASHA(settings.scheduler, ranking, settings.grace_period,
-                 settings.reduction_factor, settings.max_budget)
+                 settings.reduction_factor, settings.max_budget, settings.extrapolate)
         )
     metrics = [g.metric for g in spec.goals] + [c.metric for c in spec.constraints]
     metrics += [c.metric for rule in settings.degenerate for c in rule.when]

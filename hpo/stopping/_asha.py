@@ -9,6 +9,20 @@ The multi-objective version (MO-ASHA) ranks by non-dominated sorting of the obje
 the rung. Trials that violate a constraint there rank after every trial that does not,
 and among themselves by non-dominated sorting of (total violation, objectives), so a small
 model that is still infeasible early in training is not judged on accuracy alone.
+
+With ``extrapolate`` (the default for MO-ASHA) the ranking sees each trial's metrics
+extended along the line through its last two reports to the end of training (the most
+reports any trial has made, or ``max_budget``), not the metrics at the rung. Why: early
+values favour runs that learn fast rather than runs that end well (on ``curves`` the rank
+correlation of ``exact`` at report 2 with the final ``exact`` is negative for random
+configurations: a learning rate above the optimum learns faster and ends lower), and a
+static objective such as the parameter count, final from the first report, then decides
+the ranking alone, so large models are stopped and the sampler stops proposing them. For
+a learning curve with diminishing returns (concave when rising, convex when falling) the
+line lies beyond the curve, so the extrapolation is an optimistic estimate of the final
+value: a trial is stopped only when even that estimate ranks outside the best
+``1 / reduction_factor``. A static metric has no slope and stays as it is; at a rung at
+the first report there is no slope and the values are used as they are.
 """
 
 from __future__ import annotations
@@ -33,10 +47,11 @@ class ASHA(StoppingRule):
         grace_period: int,
         reduction_factor: float,
         max_budget: int | None = None,
+        extrapolate: bool = False,
     ) -> None:
         self.name, self.ranking = name, ranking
         self.grace_period, self.reduction_factor = grace_period, reduction_factor
-        self.max_budget = max_budget
+        self.max_budget, self.extrapolate = max_budget, extrapolate
 
     def is_rung(self, budget: int) -> bool:
         if self.max_budget is not None and budget >= self.max_budget:
@@ -52,6 +67,9 @@ class ASHA(StoppingRule):
         if not self.is_rung(budget):
             return None
         reached = history.at(budget)
+        if self.extrapolate:
+            horizon = max(self.max_budget or 0, *map(len, history.reports.values()))
+            reached = {n: extrapolated(history.of(n)[:budget], horizon) for n in reached}
         keys = self.ranking(reached)
         better = sum(1 for key in keys.values() if key < keys[number])
         quota = max(1, int(len(reached) // self.reduction_factor))
@@ -59,9 +77,22 @@ class ASHA(StoppingRule):
             return None
         return Stop(
             f"{self.name}: rung {budget}",
-            f"{better} of the {len(reached)} trials at report {budget} rank better; "
-            f"the best {quota} continue",
+            f"{better} of the {len(reached)} trials at report {budget} rank better"
+            f"{' (extrapolated)' if self.extrapolate else ''}; the best {quota} continue",
         )
+
+
+def extrapolated(reports: Sequence[Mapping[str, float]], horizon: int) -> dict[str, float]:
+    """The last report's metrics extended along the line through the last two reports to
+    report ``horizon`` (the metrics as they are with one report, or for a metric missing
+    from the one before)."""
+    last = dict(reports[-1])
+    if len(reports) < 2:
+        return last
+    before, remaining = reports[-2], max(0, horizon - len(reports))
+    return {
+        k: v + (v - before[k]) * remaining if k in before else v for k, v in last.items()
+    }
 
 
 def _worst_if_nan(value: float) -> float:
