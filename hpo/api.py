@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,8 @@ import optuna
 import pandas as pd
 
 from hpo.errors import ConfigError
-from hpo.execution.ray_backend import check_address
+from hpo.execution.ray_backend import check_address, ray_init_kwargs
+from hpo.execution.ray_client import is_client_address, run_on_cluster
 from hpo.preflight import Report, run_preflight
 from hpo.runner import SPEC_ATTR, open_storage, run_study
 from hpo.settings import Settings, redact
@@ -83,10 +85,14 @@ def run(
     if spec.backend != "local":
         check_address(address)
     settings = Settings.resolve(storage, tracking_uri)
-    return run_study(
-        spec, settings, address=address, show_progress=show_progress, preflight=preflight,
-        command=command,
-    )
+    options: dict[str, Any] = {"address": address, "show_progress": show_progress,
+                               "preflight": preflight, "command": command}
+    client_address = address or os.environ.get("RAY_ADDRESS")
+    if spec.backend != "local" and is_client_address(client_address):
+        # Ray Client: the whole driver runs on the cluster (hpo.execution.ray_client)
+        env = ray_init_kwargs(client_address).get("runtime_env", {})
+        return run_on_cluster(str(client_address), env, run_study, spec, settings, **options)
+    return run_study(spec, settings, **options)
 
 
 def preflight(

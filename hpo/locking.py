@@ -16,6 +16,7 @@ the study's parent (look, then create). The lock lives where the drivers already
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -43,7 +44,10 @@ def study_lock(settings: Settings, study_name: str) -> Iterator[None]:
         try:
             yield
         finally:
-            connection.close()  # ends the transaction: releases the lock
+            # Ends the transaction: releases the lock. A server that went away meanwhile
+            # has released it already (and the pool replaces the dead connection).
+            with contextlib.suppress(OperationalError, InterfaceError):
+                connection.close()
     else:
         yield
 

@@ -22,7 +22,7 @@ class Progress:
         self, name: str, budget: int, summary: StudySummary, console: Console | None = None
     ) -> None:
         self.name, self.budget, self.summary = name, budget, summary
-        self.console = console or Console(stderr=False, highlight=False)
+        self.console = console or Console(stderr=False, highlight=False, soft_wrap=True)
         self.started = time.monotonic()
         self.warning: str | None = None
         self._live: Live | None = None

@@ -96,20 +96,24 @@ def _alive(pid: int) -> bool:
 
 class Heartbeat:
     """Records a heartbeat for each trial this driver runs (an observer of the searcher):
-    at its start, then every interval from a daemon thread, until it finishes."""
+    at its start, then every interval, until it finishes; all from a daemon thread, so
+    the driver's loop does not wait for them."""
 
     def __init__(self, study: optuna.Study, interval: float) -> None:
         self.study, self.interval = study, interval
         self._live: dict[int, int] = {}  # trial number -> trial id
+        self._new: list[int] = []  # trial ids not beaten yet
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="hpo-heartbeat", daemon=True)
         self._thread.start()
 
     def trial_started(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
         with self._lock:
             self._live[trial.number] = trial._trial_id
-        self._record(trial._trial_id)
+            self._new.append(trial._trial_id)
+        self._wake.set()
 
     def trial_reported(self, number: int, step: int, metrics: Mapping[str, float]) -> None:
         pass
@@ -119,9 +123,15 @@ class Heartbeat:
             self._live.pop(outcome.number, None)
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
+        due = time.monotonic() + self.interval
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, due - time.monotonic()))
+            self._wake.clear()
             with self._lock:
-                trial_ids = list(self._live.values())
+                trial_ids, self._new = self._new, []
+                if time.monotonic() >= due:  # every live trial's beat
+                    trial_ids = list(self._live.values())
+                    due = time.monotonic() + self.interval
             for trial_id in trial_ids:
                 self._record(trial_id)
 
@@ -133,4 +143,5 @@ class Heartbeat:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=5)

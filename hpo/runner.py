@@ -26,7 +26,7 @@ from hpo.stopping import EarlyStopping, create_stopping
 from hpo.storage_retry import RetryingRDBStorage
 from hpo.summary import StudySummary
 from hpo.tracking import Tracker
-from hpo.trial_outputs import TrialOutputs
+from hpo.trial_outputs import ATTR_GIT_COMMIT, TrialOutputs
 from hpo.trials import ATTR_REPORTS, counts_towards_budget
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -212,7 +212,9 @@ def run_study(
     heartbeat = Heartbeat(study, spec.heartbeat_interval)
     observers.insert(0, heartbeat)  # first: a trial beats from the moment it is asked
     searcher = StudySearcher(study, spec, settings, observers, restored_stopping(study, spec),
-                             recover=recovery.recover)
+                             recover=recovery.recover,
+                             attrs_at_start={ATTR_GIT_COMMIT: tracker.git_commit},
+                             attrs_at_end=tracker.trial_attrs)  # fmt: skip
     # The searcher ends the study when its budget is taken; retried crashes take more runs.
     runs = remaining * (1 + spec.max_retries)
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import optuna
@@ -26,23 +26,33 @@ _FIRST_DELAY, _MAX_DELAY = 0.25, 5.0
 T = TypeVar("T")
 
 _TRANSIENT = (OperationalError, InterfaceError, DisconnectionError)
-_last_warning = -float("inf")
+# What Optuna's cache (wrapped around this storage) calls on it besides the public API.
+_PRIVATE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_trial_id",
+                  "_get_trials", "_get_stale_trial_ids")  # fmt: skip
+_last_warning: dict[str, float] = {}
 
 
-def _transient(exc: BaseException) -> bool:
-    """A connection problem (Optuna wraps SQLAlchemy's errors in StorageInternalError)."""
+def is_transient(exc: BaseException) -> bool:
+    """A connection problem (Optuna and MLflow wrap SQLAlchemy's errors in their own)."""
     return isinstance(exc, _TRANSIENT) or isinstance(exc.__cause__, _TRANSIENT)
 
 
-def retrying(call: Callable[[], T], what: str) -> T:
-    """``call()``, retried while the database cannot be reached (``what`` names it)."""
+def retrying(
+    call: Callable[[], T],
+    what: str,
+    *,
+    transient: Callable[[BaseException], bool] = is_transient,
+    label: str = "storage",
+) -> T:
+    """``call()``, retried while the database cannot be reached (``what`` names it, and
+    ``label`` the warning printed meanwhile); ``transient`` tells which errors those are."""
     deadline = time.monotonic() + RETRY_SECONDS
     delay = _FIRST_DELAY
     while True:
         try:
             return call()
-        except (optuna.exceptions.StorageInternalError, *_TRANSIENT) as exc:
-            if not _transient(exc):
+        except Exception as exc:
+            if not transient(exc):
                 raise
             problem = redact(str(exc.__cause__ or exc).strip().splitlines()[0])
             if time.monotonic() + delay > deadline:
@@ -50,22 +60,35 @@ def retrying(call: Callable[[], T], what: str) -> T:
                     f"lost the connection to {what} for {RETRY_SECONDS:g} s ({problem}); "
                     "finished trials are kept, run the same command to resume"
                 ) from None
-            _warn(f"storage: cannot reach {what} ({problem}); retrying")
+            _warn(label, f"{label}: cannot reach {what} ({problem}); retrying")
         time.sleep(delay)
         delay = min(2 * delay, _MAX_DELAY)
 
 
-def _warn(message: str) -> None:
-    """At most one line every few seconds, whichever thread hits the outage."""
-    global _last_warning
-    if time.monotonic() - _last_warning > _MAX_DELAY:
-        _last_warning = time.monotonic()
+def _warn(label: str, message: str) -> None:
+    """At most one line every few seconds per ``label``, whichever thread hits the outage."""
+    if time.monotonic() - _last_warning.get(label, -float("inf")) > _MAX_DELAY:
+        _last_warning[label] = time.monotonic()
         print(message, file=sys.stderr, flush=True)
 
 
 class RetryingRDBStorage(optuna.storages.RDBStorage):
     """Optuna's RDB storage whose every call is :func:`retrying` (opening it is not:
     a database that cannot be reached at start is reported at once)."""
+
+    def set_trial_attrs(
+        self, trial_id: int, user: Mapping[str, Any], system: Mapping[str, Any]
+    ) -> None:
+        """Several user and system attributes of a running trial in one transaction (one
+        commit instead of one per attribute: the commit is most of a write's cost)."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for model, attrs in ((models.TrialUserAttributeModel, user),
+                                 (models.TrialSystemAttributeModel, system)):  # fmt: skip
+                for key, value in attrs.items():
+                    self._set_trial_attr_without_commit(session, model, trial_id, key, value)
 
 
 def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,5 +100,6 @@ def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 for _name, _method in vars(optuna.storages.RDBStorage).items():
-    if callable(_method) and (not _name.startswith("_") or _name == "_get_stale_trial_ids"):
+    if callable(_method) and (not _name.startswith("_") or _name in _PRIVATE_CALLS):
         setattr(RetryingRDBStorage, _name, _retried(_method))
+RetryingRDBStorage.set_trial_attrs = _retried(RetryingRDBStorage.set_trial_attrs)  # type: ignore[method-assign]

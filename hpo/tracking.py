@@ -2,7 +2,9 @@
 
 All logging happens in the driver: trials stream results to it anyway, and the driver
 is the one place that knows how each trial ended. Intermediate metrics are buffered and
-written with ``log_batch``, not one request per value.
+written with ``log_batch``, not one request per value. Once the study runs, every write
+goes through one :class:`~hpo.tracking_writer.TrackingWriter` thread, in order, so the
+trials never wait for MLflow (and MLflow being away is retried, never the study's end).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from hpo.provenance import CONFIG_FILE, UNKNOWN, GitState, trial_config
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
 from hpo.summary import StudySummary, front_rows
+from hpo.tracking_writer import TrackingWriter
 from hpo.trial_outputs import MODEL_DIR, model_dir
 from hpo.trials import ATTR_RUN_ID, ATTR_SEED, Outcome
 
@@ -44,7 +48,7 @@ _END_STATUS = {
 _FLUSH_SECONDS = 2.0
 _MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch
 
-for _noisy in ("alembic", "mlflow.store.db.utils"):
+for _noisy in ("alembic",):  # mlflow.store.db.utils: see hpo.tracking_writer
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 # With a tracking server MLflow prints "View run ... at: URL" for every run it ends.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -62,7 +66,9 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=settings.tracking_uri)
             self.experiment_id = self._experiment(study.study_name, settings)
             self.parent_id = self._parent_run(study, settings)
-        self._children: dict[int, str] = {}
+        self.writer = TrackingWriter(settings.tracking_uri)
+        self._children: dict[int, Future[str | None]] = {}
+        """Each running trial's child run id, once the writer has created the run."""
         self._pending: dict[int, list[Metric]] = {}
         self._last_flush = time.monotonic()
         self._front: tuple[int, ...] | None = None
@@ -132,8 +138,9 @@ class Tracker:
     def record_inputs(self, inputs: Mapping[str, str]) -> None:
         """Tag the parent run with what the objective prepared (data source, teacher, ...)."""
         if inputs:
-            self.client.log_batch(self.parent_id, tags=[
-                RunTag(f"hpo.input.{key}", redact(value)[:5000]) for key, value in inputs.items()])
+            tags = [RunTag(f"hpo.input.{k}", redact(v)[:5000]) for k, v in inputs.items()]
+            self.writer.submit(lambda: self.client.log_batch(self.parent_id, tags=tags),
+                               "tag the study's run with its inputs")  # fmt: skip
 
     def record_provenance(self, record: Mapping[str, Any], git: GitState) -> None:
         """Environment, commit(s) and inputs of this session on the parent run: tags (they
@@ -153,48 +160,70 @@ class Tracker:
             tags["hpo.gpu"] = "; ".join(env["gpus"])
         if env.get("cuda"):
             tags["hpo.cuda"] = env["cuda"]
-        self.client.log_batch(
-            self.parent_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        run_tags = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        what = "record the study's provenance"
+        self.writer.submit(lambda: self.client.log_batch(self.parent_id, tags=run_tags), what)
+        self.writer.submit(
+            lambda: self.client.log_dict(self.parent_id, dict(record), "environment.json"), what
         )
-        self.client.log_dict(self.parent_id, dict(record), "environment.json")
         if git.diff:
-            self.client.log_text(self.parent_id, git.diff, "git.diff")
+            diff = git.diff
+            self.writer.submit(
+                lambda: self.client.log_text(self.parent_id, diff, "git.diff"), what
+            )
 
     def record_health(self, diagnosis: str) -> None:
         """Tag the parent run with the health check's diagnosis."""
-        self.client.set_tag(self.parent_id, "hpo.health", diagnosis[:5000])
+        self.writer.submit(
+            lambda: self.client.set_tag(self.parent_id, "hpo.health", diagnosis[:5000]),
+            "tag the study's run with its health",
+        )
 
     # -- trials ---------------------------------------------------------------------------
     def trial_started(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
-        number = trial.number
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"trial-{number:04d}",
-            tags={
-                "mlflow.parentRunId": self.parent_id,
-                TAG_STUDY: self.spec.name,
-                TAG_ROLE: "trial",
-                TAG_TRIAL: str(number),
-                TAG_COMMIT: self.git_commit,
-            },
-        )
-        self._children[number] = run.info.run_id
-        trial.set_user_attr(ATTR_RUN_ID, run.info.run_id)
-        config = trial_config(
-            self.spec, number, params, trial.user_attrs[ATTR_SEED], self.git_commit
-        )
-        self.client.log_dict(run.info.run_id, config, CONFIG_FILE)
-        self.client.log_batch(
-            run.info.run_id,
-            params=[
-                Param(k, str(v))
-                for k, v in {
-                    **params,
-                    "trial_number": number,
-                    "seed": trial.user_attrs.get("seed"),
-                }.items()
-            ],
-        )
+        number, seed = trial.number, trial.user_attrs[ATTR_SEED]
+        tags = {
+            "mlflow.parentRunId": self.parent_id,
+            TAG_STUDY: self.spec.name,
+            TAG_ROLE: "trial",
+            TAG_TRIAL: str(number),
+            TAG_COMMIT: self.git_commit,
+        }
+
+        def create() -> str:
+            run = self.client.create_run(
+                self.experiment_id, run_name=f"trial-{number:04d}", tags=tags
+            )
+            return str(run.info.run_id)
+
+        self._children[number] = self.writer.submit(create, f"create the run of trial {number}")
+        config = trial_config(self.spec, number, params, seed, self.git_commit)
+        logged = {**params, "trial_number": number, "seed": seed}
+
+        def log_config(run_id: str) -> None:
+            self.client.log_dict(run_id, config, CONFIG_FILE)
+            self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in logged.items()])
+
+        self._child(number, "log the configuration of", log_config)
+
+    def _child(self, number: int, what: str, write: Callable[[str], object]) -> None:
+        """Queue ``write(run_id)`` for trial ``number``'s child run (skipped if that run
+        could not be created)."""
+        created = self._children[number]
+
+        def call() -> None:
+            run_id = created.result()  # done: the writer runs its queue in order
+            if run_id is not None:
+                write(run_id)
+
+        self.writer.submit(call, f"{what} trial {number}")
+
+    def trial_attrs(self, number: int) -> dict[str, Any]:
+        """The attributes to record on trial ``number`` when it ends: its MLflow run id
+        (waits for the writer to have created the run, normally long done)."""
+        created = self._children.get(number)
+        run_id = created.result() if created is not None else None
+        return {} if run_id is None else {ATTR_RUN_ID: run_id}
 
     def trial_reported(self, number: int, step: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -207,20 +236,27 @@ class Tracker:
             self.flush()
 
     def flush(self, number: int | None = None) -> None:
+        """Queue the buffered intermediate metrics (of trial ``number``, or of all)."""
         numbers = list(self._pending) if number is None else [number]
         for n in numbers:
             metrics = self._pending.pop(n, [])
             for i in range(0, len(metrics), _MAX_BATCH):
-                self.client.log_batch(self._children[n], metrics=metrics[i : i + _MAX_BATCH])
+                chunk = metrics[i : i + _MAX_BATCH]
+
+                def log(run_id: str, chunk: list[Metric] = chunk) -> None:
+                    self.client.log_batch(run_id, metrics=chunk)
+
+                self._child(n, "log the metrics of", log)
         self._last_flush = time.monotonic()
 
     def trial_finished(self, outcome: Outcome, summary: StudySummary) -> None:
         if outcome.number in self._children:
             self.flush(outcome.number)
-            self._close_child(self._children.pop(outcome.number), outcome)
+            self._close_child(outcome)
+            del self._children[outcome.number]
         self._log_summary(summary)
 
-    def _close_child(self, run_id: str, outcome: Outcome) -> None:
+    def _close_child(self, outcome: Outcome) -> None:
         metrics = {f"final.{k}": v for k, v in outcome.metrics.items() if math.isfinite(v)}
         for constraint, value in zip(
             self.spec.constraints, outcome.constraints or [], strict=False
@@ -237,11 +273,14 @@ class Tracker:
             tags.append(RunTag("hpo.reason", outcome.reason[:5000]))
         if outcome.stop is not None:
             tags.append(RunTag("hpo.stopped", outcome.stop.reason[:5000]))
-        self.client.log_batch(
-            run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags
-        )
+        final = [Metric(k, v, now, 0) for k, v in metrics.items()]
         status = "KILLED" if outcome.interrupted else _END_STATUS[outcome.state]
-        self.client.set_terminated(run_id, status)
+
+        def end(run_id: str) -> None:
+            self.client.log_batch(run_id, metrics=final, tags=tags)
+            self.client.set_terminated(run_id, status)
+
+        self._child(outcome.number, "end the run of", end)
 
     def _log_summary(self, summary: StudySummary) -> None:
         values: dict[str, float] = {
@@ -250,14 +289,15 @@ class Tracker:
         if summary.hypervolume is not None:
             values["hypervolume"] = summary.hypervolume
         now = int(time.time() * 1000)
-        self.client.log_batch(  # one request per finished trial
-            self.parent_id,
-            metrics=[Metric(k, float(v), now, summary.finished) for k, v in values.items()],
+        metrics = [Metric(k, float(v), now, summary.finished) for k, v in values.items()]
+        self.writer.submit(  # one request per finished trial
+            lambda: self.client.log_batch(self.parent_id, metrics=metrics),
+            "log the study's summary metrics",
         )
         numbers = tuple(t.number for t in summary.front)
         if numbers != self._front:
             self._front = numbers
-            self.log_front(summary)
+            self.writer.submit(lambda: self.log_front(summary), "log the Pareto front")
 
     def log_front(self, summary: StudySummary) -> None:
         """Rewrite the parent's ``pareto_front.csv`` / ``.json`` artifacts."""
@@ -275,6 +315,7 @@ class Tracker:
     def log_models(self, study: optuna.Study, summary: StudySummary) -> None:
         """Log the ``model/`` of each Pareto-front trial as its run's ``model`` artifact
         (once), and remove it from runs whose trial has left the front."""
+        self.writer.flush()  # the trials' run ids are recorded
         front = {t.number for t in summary.front}
         runs = {t.number: t.user_attrs.get(ATTR_RUN_ID) for t in study.get_trials(deepcopy=False)}
         logged = self.client.search_runs(
@@ -305,6 +346,7 @@ class Tracker:
     # -- life cycle -----------------------------------------------------------------------
     def close_orphans(self, study: optuna.Study) -> int:
         """End child runs left RUNNING whose trial is no longer running (crashed driver)."""
+        self.writer.flush()  # this driver's own runs of finished trials are ended
         running = {
             t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         }
@@ -320,13 +362,19 @@ class Tracker:
         return closed
 
     def close(self, *, interrupted: bool) -> None:
+        """Write what is queued, end the runs still open, then stop the writer."""
         self.flush()
-        for run_id in self._children.values():
-            self.client.set_terminated(run_id, "KILLED")
+        for number in list(self._children):
+            self._child(number, "end the run of",
+                        lambda run_id: self.client.set_terminated(run_id, "KILLED"))  # fmt: skip
         self._children.clear()
+        self.writer.flush()
         # The parent is shared: the last driver of the study to finish ends it.
         if not self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.client.set_terminated(self.parent_id, "KILLED" if interrupted else "FINISHED")
+            status = "KILLED" if interrupted else "FINISHED"
+            self.writer.submit(lambda: self.client.set_terminated(self.parent_id, status),
+                               "end the study's run")  # fmt: skip
+        self.writer.close()
 
 
 def _is_server(tracking_uri: str) -> bool:

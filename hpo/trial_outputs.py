@@ -57,7 +57,7 @@ class TrialOutputs:
         }
 
     def trial_started(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
-        trial.set_user_attr(ATTR_GIT_COMMIT, self.git_commit)
+        # The commit goes on the trial with its seed (the searcher's ``attrs_at_start``).
         config = trial_config(
             self.spec, trial.number, params, trial.user_attrs[ATTR_SEED], self.git_commit
         )

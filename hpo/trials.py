@@ -21,10 +21,12 @@ from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import TrialState
 
 from hpo.spec import Parameter, StudySpec
 from hpo.stopping import Stop
+from hpo.storage_retry import RetryingRDBStorage
 
 # Both constraint formats carry identical values by construction (see module docstring).
 warnings.filterwarnings("ignore", message="Overwrite an old format constraint")
@@ -84,16 +86,39 @@ def counts_towards_budget(trial: optuna.trial.FrozenTrial) -> bool:
     )
 
 
-def ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, dict[str, Any]]:
-    """Create a trial in storage and sample its active parameters in declaration order."""
+def ask(
+    study: optuna.Study, spec: StudySpec, attrs: Mapping[str, Any] | None = None
+) -> tuple[optuna.Trial, dict[str, Any]]:
+    """Create a trial in storage and sample its active parameters in declaration order;
+    record its seed, its driver and ``attrs`` (user attributes) on it."""
     trial = study.ask()
     params: dict[str, Any] = {}
     for parameter in spec.parameters:
         if parameter.is_active(params):
             params[parameter.name] = _suggest(trial, parameter)
-    trial.set_user_attr(ATTR_SEED, trial_seed(spec.seed, trial.number))
-    trial.storage.set_trial_system_attr(trial._trial_id, SYSTEM_DRIVER, driver_id())
+    user = {ATTR_SEED: trial_seed(spec.seed, trial.number), **(attrs or {})}
+    set_attrs(trial, user, {SYSTEM_DRIVER: driver_id()})
     return trial, params
+
+
+def set_attrs(
+    trial: optuna.Trial, user: Mapping[str, Any], system: Mapping[str, Any] | None = None
+) -> None:
+    """Record user (and system) attributes on a running trial: in one transaction with
+    hpo's storage (one commit instead of one per attribute), else one by one."""
+    system = system or {}
+    storage: Any = trial.storage
+    backend = getattr(storage, "_backend", storage)  # Optuna caches the RDB storage
+    if isinstance(backend, RetryingRDBStorage):
+        backend.set_trial_attrs(trial._trial_id, user, system)
+    else:
+        for key, value in user.items():
+            storage.set_trial_user_attr(trial._trial_id, key, value)
+        for key, value in system.items():
+            storage.set_trial_system_attr(trial._trial_id, key, value)
+    frozen = trial._cached_frozen_trial  # what trial.user_attrs returns
+    frozen.user_attrs.update(user)
+    frozen.system_attrs.update(system)
 
 
 def _suggest(trial: optuna.Trial, parameter: Parameter) -> Any:
@@ -127,6 +152,8 @@ class Outcome:
     """The metric of a single-objective study (its reports become intermediate values)."""
     max_retries: int = 0
     """For a crashed trial: how many times its configuration may be run again."""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    """More user attributes to record with it (where it ran, its MLflow run)."""
 
     @property
     def feasible(self) -> bool:
@@ -209,34 +236,35 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> bool:
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
-    trial.set_user_attr(
-        ATTR_METRICS, {k: v for k, v in outcome.metrics.items() if math.isfinite(v)}
-    )
+    user: dict[str, Any] = {
+        ATTR_METRICS: {k: v for k, v in outcome.metrics.items() if math.isfinite(v)},
+        **outcome.attrs,
+    }
     if outcome.reason is not None:
-        trial.set_user_attr(ATTR_FAIL_REASON, outcome.reason)
+        user[ATTR_FAIL_REASON] = outcome.reason
     attempt = int(trial.user_attrs.get(ATTR_ATTEMPT, 0))
     retry = outcome.state == TrialState.FAIL and attempt < outcome.max_retries
     if outcome.interrupted:
-        trial.set_user_attr(ATTR_INTERRUPTED, True)
+        user[ATTR_INTERRUPTED] = True
     if retry:
-        trial.set_user_attr(ATTR_RETRIED, True)
+        user[ATTR_RETRIED] = True
     if outcome.stop is not None:
-        trial.set_user_attr(ATTR_STOPPED, outcome.stop.reason)
+        user[ATTR_STOPPED] = outcome.stop.reason
     if outcome.reports:
-        trial.set_user_attr(ATTR_REPORTS, _finite(outcome.reports))
+        user[ATTR_REPORTS] = _finite(outcome.reports)
     if outcome.steps is not None:
-        trial.set_user_attr(ATTR_STEPS, outcome.steps)
+        user[ATTR_STEPS] = outcome.steps
+    system: dict[str, Any] = {}
+    if outcome.constraints is not None:  # both formats (module docstring)
+        system[LEGACY_CONSTRAINTS] = outcome.constraints
+        for i, value in enumerate(outcome.constraints):
+            system[f"{_CONSTRAINTS_KEY}:{i}"] = value  # what Trial.set_constraint writes
+    set_attrs(trial, user, system)
     metric = outcome.single_objective
     if metric is not None and not outcome.interrupted:
         for budget, report in enumerate(outcome.reports, start=1):
             if metric in report and math.isfinite(report[metric]):
                 trial.report(report[metric], budget)
-    if outcome.constraints is not None:
-        trial.storage.set_trial_system_attr(
-            trial._trial_id, LEGACY_CONSTRAINTS, outcome.constraints
-        )
-        for i, value in enumerate(outcome.constraints):
-            trial.set_constraint(str(i), value)
     study.tell(
         trial,
         outcome.values if outcome.state == TrialState.COMPLETE else None,

@@ -20,15 +20,18 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 
 from hpo.errors import ConfigError
 from hpo.execution.ray_backend import check_address, ray_init_kwargs, trial_resources
 from hpo.spec import load_spec
-from tests.conftest import TESTS_DIR, RunHpo
+from tests.conftest import TESTS_DIR, RunHpo, hpo_env
+from tests.study_checks import mlflow_runs
 
 RAY = str(Path(sys.executable).parent / "ray")
 # Token authentication, as docker/compose.yaml sets it up: the same mode and token in every
@@ -60,18 +63,25 @@ def _ray_start(*args: str, temp_dir: str, groups: list[int]) -> None:
     assert process.returncode == 0, out[-3000:]
 
 
+@dataclass(frozen=True)
+class Cluster:
+    gcs: str  # HOST:PORT, as `--address` takes it
+    client: str  # ray://HOST:PORT, the head's Ray Client server
+
+
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """GCS address of a running head node plus one worker node."""
+def cluster() -> Iterator[Cluster]:
+    """A running head node (with its Ray Client server) plus one worker node."""
     temp_dir = tempfile.mkdtemp(prefix="hpo-rc-", dir="/tmp")  # short: unix socket paths
-    address = f"127.0.0.1:{_free_port()}"
+    gcs, client = f"127.0.0.1:{_free_port()}", f"ray://127.0.0.1:{_free_port()}"
     groups: list[int] = []
     try:
-        _ray_start("--head", "--port", address.split(":")[1], "--include-dashboard=false",
+        _ray_start("--head", "--port", gcs.split(":")[1], "--include-dashboard=false",
+                   "--ray-client-server-port", client.rsplit(":", 1)[1],
                    "--node-ip-address", "127.0.0.1", temp_dir=temp_dir, groups=groups)
-        _ray_start("--address", address, "--node-ip-address", "127.0.0.1",
+        _ray_start("--address", gcs, "--node-ip-address", "127.0.0.1",
                    temp_dir=temp_dir, groups=groups)
-        yield address
+        yield Cluster(gcs, client)
     finally:
         for group in groups:
             with contextlib.suppress(ProcessLookupError):
@@ -79,19 +89,25 @@ def cluster() -> Iterator[str]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-@pytest.mark.integration
-@pytest.mark.timeout(900)
-def test_trials_run_on_both_nodes_with_their_gpu_share(
-    cluster: str, run_hpo: RunHpo, workdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _gpu_probe_study(
+    address: str, run_hpo: RunHpo, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, list[optuna.trial.FrozenTrial]]:
     for key, value in CLUSTER_ENV.items():
         monkeypatch.setenv(key, value)
     result = run_hpo("study", str(TESTS_DIR / "support" / "gpu_probe.yaml"), "--no-progress",
-                     "--trials", "4", "--concurrency", "2", "--address", cluster)
+                     "--trials", "4", "--concurrency", "2", "--address", address)
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(study_name="gpu_probe",
                               storage=f"sqlite:///{workdir / 'storage' / 'optuna.db'}")
-    trials = study.get_trials()
+    return result.stdout, study.get_trials()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_trials_run_on_both_nodes_with_their_gpu_share(
+    cluster: Cluster, run_hpo: RunHpo, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, trials = _gpu_probe_study(cluster.gcs, run_hpo, workdir, monkeypatch)
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
     nodes = {t.user_attrs["node"] for t in trials}
     assert len(nodes) == 2, nodes  # hostname:node-id of each raylet
@@ -103,6 +119,53 @@ def test_trials_run_on_both_nodes_with_their_gpu_share(
         assert probe["context_gpus"] == 0.25
         assert probe["ray_gpu_ids"] == ["0"]  # the one GPU of its node, shared by fractions
         assert probe["cuda_visible_devices"] == "0"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_a_ray_client_address_runs_the_driver_on_the_cluster(
+    cluster: Cluster, run_hpo: RunHpo, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdout, trials = _gpu_probe_study(cluster.client, run_hpo, workdir, monkeypatch)
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert len({t.user_attrs["node"] for t in trials}) == 2
+    # the driver ran on the head, as a Ray task; its output streamed back to this client
+    assert "(hpo driver pid=" in stdout and "report: " in stdout
+    assert "done: 4/4 finished" in stdout
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'storage' / 'mlflow.db'}")
+    parents, children = mlflow_runs(client, "gpu_probe")
+    assert [r.info.status for r in parents + children] == ["FINISHED"] * 5
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_ctrl_c_reaches_the_driver_on_the_cluster(cluster: Cluster, workdir: Path) -> None:
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "study", str(TESTS_DIR / "support" / "gpu_probe.yaml"),
+         "--trials", "20", "--address", cluster.client],
+        cwd=workdir, env={**hpo_env(), **CLUSTER_ENV}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    assert driver.stdout is not None
+    lines = []
+    for line in driver.stdout:  # until a trial has finished on the cluster
+        lines.append(line)
+        if "trial 0: COMPLETE" in line:
+            break
+    driver.send_signal(signal.SIGINT)
+    output, _ = driver.communicate(timeout=300)
+    output = "".join(lines) + output
+    assert driver.returncode == 130, output[-3000:]
+    assert "passing Ctrl+C on to the driver on the cluster" in output
+    # the driver stopped as a local one does: nothing left running, anywhere
+    study = optuna.load_study(study_name="gpu_probe",
+                              storage=f"sqlite:///{workdir / 'storage' / 'optuna.db'}")
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert len(study.get_trials()) < 20
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'storage' / 'mlflow.db'}")
+    parents, children = mlflow_runs(client, "gpu_probe")
+    assert [r.info.status for r in parents] == ["KILLED"]
+    assert children and all(r.info.status != "RUNNING" for r in children)
 
 
 def test_fractional_gpus_reach_ray_unchanged() -> None:
@@ -123,7 +186,7 @@ def test_cluster_jobs_carry_the_drivers_pythonpath() -> None:
     assert from_env["address"] == "auto" and "runtime_env" not in from_env
 
 
-@pytest.mark.parametrize("address", ["ray://head:10001", "head", "head:port"])
+@pytest.mark.parametrize("address", ["ray://head", "head", "head:port"])
 def test_bad_addresses_are_refused(address: str) -> None:
     with pytest.raises(ConfigError, match="--address"):
         check_address(address, env={})
@@ -131,10 +194,11 @@ def test_bad_addresses_are_refused(address: str) -> None:
         check_address(None, env={"RAY_ADDRESS": address})
     check_address("auto", env={})
     check_address("10.0.0.5:6379", env={"RAY_ADDRESS": address})  # the flag wins
+    check_address("ray://10.0.0.5:10001", env={})
 
 
 @pytest.mark.parametrize(
-    "extra", [["ray://127.0.0.1:10001"], ["127.0.0.1:1", "--backend", "local"]]
+    "extra", [["ray://127.0.0.1"], ["127.0.0.1:1", "--backend", "local"]]
 )
 def test_unusable_address_exits_2_before_writing(
     run_hpo: RunHpo, workdir: Path, extra: list[str]

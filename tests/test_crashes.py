@@ -19,7 +19,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from tests.conftest import TESTS_DIR, NewDatabase, RunHpo, hpo_env
-from tests.study_checks import counted, load_trials
+from tests.study_checks import counted, load_trials, mlflow_runs
 
 pytestmark = pytest.mark.integration
 
@@ -27,17 +27,23 @@ SQLITE = "sqlite:///{}/storage/optuna.db"
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
-def _assert_mlflow_consistent(workdir: Path, name: str, trials: list) -> dict[int, str]:
-    """One parent run, FINISHED; one child per trial, none RUNNING. Child status by trial."""
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir}/storage/mlflow.db")
-    experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("hpo.role") == "study"]
-    children = {int(r.data.tags["hpo.trial"]): r.info.status
-                for r in runs if r.data.tags.get("hpo.role") == "trial"}  # fmt: skip
+def _assert_mlflow_consistent(
+    workdir: Path, name: str, trials: list, tracking: str | None = None
+) -> dict[int, str]:
+    """One parent run, FINISHED; exactly one child per trial, none RUNNING, each the run
+    its trial records. Child status by trial."""
+    uri = tracking or f"sqlite:///{workdir}/storage/mlflow.db"
+    parents, runs = mlflow_runs(mlflow.MlflowClient(tracking_uri=uri), name)
     assert [p.info.status for p in parents] == ["FINISHED"]
-    assert sorted(children) == sorted(t.number for t in trials)
+    numbers = sorted(int(r.data.tags["hpo.trial"]) for r in runs)
+    assert numbers == sorted(t.number for t in trials)  # one each, none duplicated
+    children = {int(r.data.tags["hpo.trial"]): r.info.status for r in runs}
     assert "RUNNING" not in children.values(), children
+    # A trial records its run when it ends (not one whose driver was killed under it).
+    recorded = {t.number: t.user_attrs.get("mlflow_run_id") for t in trials
+                if not t.user_attrs.get("interrupted")}  # fmt: skip
+    ids = {int(r.data.tags["hpo.trial"]): r.info.run_id for r in runs}
+    assert recorded == {number: ids[number] for number in recorded}
     return children
 
 
@@ -145,23 +151,29 @@ def test_database_restart_during_study_is_ridden_out(
 ) -> None:
     if os.geteuid() != 0 or not Path("/usr/bin/pg_ctlcluster").exists():
         pytest.skip("restarting PostgreSQL needs root and pg_ctlcluster")
-    storage = new_database()
-    args = ("study", "curves", "--trials", "8", "--backend", "local", "--no-progress",
-            "--no-report", "--set", "objective.args.steps=4",
-            "--set", "objective.args.step_seconds=0.1", "--storage", storage)
+    # Optuna and MLflow (its SQLAlchemy store) on the same server. Trials of 4 s (no early
+    # stopping) whose metrics are logged every 2 s: MLflow is written to during the outage.
+    storage, tracking = new_database(), new_database()
+    args = ("study", "curves", "--trials", "6", "--backend", "local", "--no-progress",
+            "--no-report", "--set", "objective.args.steps=8",
+            "--set", "objective.args.step_seconds=0.5", "--scheduler", "none",
+            "--set", "stopping.infeasible=null", "--set", "stopping.degenerate={}",
+            "--storage", storage, "--tracking-uri", tracking)  # fmt: skip
     driver = _start(workdir, *args)
     try:
         _wait_for(driver, storage, 2)
-        _pg_ctl("stop")  # the server is away for a few seconds, during trials
+        _pg_ctl("stop")  # the server is away for a few seconds, during a trial
         time.sleep(3)
     finally:
         _pg_ctl("start")
     output, _ = driver.communicate(timeout=300)
     assert driver.returncode == 0, output[-3000:]
     assert "storage: cannot reach" in output and "retrying" in output  # it did go away
-    assert "Traceback" not in output
+    assert "tracking: cannot reach" in output, output[-3000:]  # for MLflow too
+    assert "Traceback" not in output, output[output.find("Traceback") - 1500 :][:4000]
+    assert "warning: MLflow" not in output, output[-3000:]
 
     trials = load_trials(storage, "curves")
-    assert len(counted(trials)) == 8
+    assert len(counted(trials)) == 6 and len(trials) == 6
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    _assert_mlflow_consistent(workdir, "curves", trials)
+    _assert_mlflow_consistent(workdir, "curves", trials, tracking)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from objectives.distill_squad import data as squad_data
-from objectives.distill_squad.assets import _tokenizer
+from objectives.distill_squad.assets import _tokenizer, teacher_key
 from objectives.distill_squad.modeling import (
     QAModel,
     build_student,
@@ -27,6 +27,7 @@ from objectives.distill_squad.training import TrainSettings, answers, distillati
     ({"data": {"folder": "x"}}, "data.folder is not a data setting"),
     ({"max_seq_length": 0}, "max_seq_length must be a positive integer"),
     ({"max_seq_length": 32, "doc_stride": 32}, "below max_seq_length"),
+    ({"teacher_no_answer_keep": 0}, "teacher_no_answer_keep must be in"),
 ])
 def test_bad_arguments_are_rejected_up_front(args: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -67,6 +68,33 @@ def test_features_label_the_gold_span_and_are_cached(small) -> None:  # type: ig
 def _teacher(vocab: int = 500) -> QAModel:
     torch.manual_seed(0)
     return QAModel(tiny_config(vocab, 48))
+
+
+def test_no_answer_windows_are_down_sampled_for_pretrained_teachers(small) -> None:  # type: ignore[no-untyped-def]
+    features = small[3]
+    no_answer = int((features["start_positions"] == 0).sum())
+    fewer = squad_data.fewer_no_answer_windows(features, 0.3, seed=0)
+    kept_no_answer = int((fewer["start_positions"] == 0).sum())
+    answered = features["start_positions"] > 0
+    assert int((fewer["start_positions"] > 0).sum()) == int(answered.sum())
+    assert 0 < kept_no_answer < no_answer * 0.5
+    assert torch.equal(fewer["input_ids"],
+                       squad_data.fewer_no_answer_windows(features, 0.3, seed=0)["input_ids"])
+
+
+def test_teacher_recipe_and_cache_key_per_backbone() -> None:
+    features = squad_data.FeatureSettings(64, 32, 24)
+    tiny = DistillSquadObjective().args
+    # The offline default's cached tiny teacher keeps the key it had before recipes existed.
+    assert teacher_key(tiny, "synthetic-id", 1234, features) == "cc41bcb123cfa1e6eaaf"
+    assert (tiny["teacher_epochs"], tiny["teacher_learning_rate"],
+            tiny["teacher_batch_size"], tiny["teacher_no_answer_keep"]) == (15.0, 5e-4, 32, 1.0)
+    minilm = DistillSquadObjective(backbone="minilm").args
+    assert minilm["teacher_no_answer_keep"] < 1 and minilm["teacher_epochs"] <= 2
+    keys = {teacher_key(args, "squad", 30522, features) for args in (
+        minilm, DistillSquadObjective(backbone="minilm", teacher_no_answer_keep=1.0).args,
+        DistillSquadObjective(backbone="minilm", teacher_learning_rate=3e-5).args)}
+    assert len(keys) == 3  # every recipe setting is part of the key
 
 
 def test_students_start_from_the_teachers_layers_when_shapes_allow() -> None:

@@ -53,10 +53,17 @@ class StudySearcher(Searcher):
         observers: Sequence[Observer],
         stopping: EarlyStopping,
         recover: Callable[[], object] | None = None,
+        attrs_at_start: Mapping[str, Any] | None = None,
+        attrs_at_end: Callable[[int], Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.recover = recover
         """Closes trials whose driver is gone, under the lock, before each ask."""
+        self.attrs_at_start = dict(attrs_at_start or {})
+        """User attributes recorded on every trial this driver asks (its git commit)."""
+        self.attrs_at_end = attrs_at_end
+        """More user attributes of trial ``number`` recorded when it ends (its MLflow run),
+        written with its outcome: one storage transaction for all of them."""
         self.study, self.spec, self.settings = study, spec, settings
         self.observers = list(observers)
         self.stopping = stopping
@@ -64,7 +71,7 @@ class StudySearcher(Searcher):
         self._live: dict[str, tuple[optuna.Trial, dict[str, Any]]] = {}
         self._stops: dict[str, Stop] = {}
         self._steps: dict[str, int] = {}
-        self._placed: set[str] = set()
+        self._nodes: dict[str, str] = {}
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
@@ -85,7 +92,7 @@ class StudySearcher(Searcher):
                 self.recover()
             if self._taken() >= self.spec.trials:
                 return Searcher.FINISHED
-            trial, params = ask(self.study, self.spec)
+            trial, params = ask(self.study, self.spec, self.attrs_at_start)
         self._live[trial_id] = (trial, params)
         for observer in self.observers:
             observer.trial_started(trial, params)
@@ -137,7 +144,7 @@ class StudySearcher(Searcher):
         if trial_id not in self._live:
             return
         self._record_node(trial_id, result)
-        self._placed.discard(trial_id)
+        node = self._nodes.pop(trial_id, None)
         trial, params = self._live.pop(trial_id)
         outcome = decide(
             self.spec, trial.number, params, result, crashed=error,
@@ -145,17 +152,21 @@ class StudySearcher(Searcher):
         )
         outcome.reports = self.stopping.history.of(trial.number)
         outcome.steps = self._steps.pop(trial_id, None)
+        if node is not None:
+            outcome.attrs[ATTR_NODE] = node
+        if self.attrs_at_end is not None:
+            outcome.attrs.update(self.attrs_at_end(trial.number))
         tell(self.study, trial, outcome)
         summary = StudySummary.of(self.study.get_trials(deepcopy=False), self.spec.goals)
         for observer in self.observers:
             observer.trial_finished(outcome, summary)
 
     def _record_node(self, trial_id: str, result: Mapping[str, Any] | None) -> None:
-        """Store where the trial runs, once, from the first result that says so."""
+        """Note where the trial runs, from the first result that says so (stored with its
+        outcome)."""
         node = (result or {}).get(NODE)
-        if isinstance(node, str) and trial_id not in self._placed:
-            self._placed.add(trial_id)
-            self._live[trial_id][0].set_user_attr(ATTR_NODE, node)
+        if isinstance(node, str):
+            self._nodes.setdefault(trial_id, node)
 
     def close_unfinished_if_any(self) -> None:
         """Tell every trial Ray did not report back as interrupted (driver stopping)."""

@@ -37,6 +37,10 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # Optuna storage and MLflow hold every result: Ray's own per-trial JSON, CSV and
 # TensorBoard files would only cost the driver time on each result.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# Ray Tune's INFO lines (also where the driver runs as a task: hpo.execution.ray_client),
+# and its end-of-run warning that those files are missing, say nothing to hpo's users.
+logging.getLogger("ray.tune").setLevel(logging.WARNING)
+logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 class _StopWhenInterrupted(tune.Stopper):
@@ -88,27 +92,18 @@ def _check_resources(spec: StudySpec) -> None:
 
 
 def check_address(address: str | None, env: Mapping[str, str] = os.environ) -> None:
-    """Accept ``auto`` or ``HOST:PORT`` (the head's GCS port, 6379 by default), from
-    ``--address`` or else ``RAY_ADDRESS``.
-
-    Ray Client addresses (``ray://``) are refused: Ray Tune would then run its loop, and
-    hpo's searcher with it, on the head node, away from the study storage and the MLflow
-    run this driver holds.
-    """
+    """Accept ``auto``, ``HOST:PORT`` (the head's GCS port, 6379 by default) or
+    ``ray://HOST:PORT`` (Ray Client, 10001 by default), from ``--address`` or else
+    ``RAY_ADDRESS``."""
     field = "--address" if address else "RAY_ADDRESS"
     address = address or env.get("RAY_ADDRESS") or None
     if address is None or address in ("auto", "local"):
         return
-    if address.startswith("ray://"):
-        raise ConfigError(
-            f"Ray Client addresses are not supported: {address!r}; run hpo where it can "
-            "reach the head's GCS port and pass --address HOST:6379 (or run it on a "
-            "cluster node with --address auto)",
-            field=field,
-        )
-    host, _, port = address.rpartition(":")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(f"expected auto or HOST:PORT, got {address!r}", field=field)
+        raise ConfigError(
+            f"expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}", field=field
+        )
 
 
 def ray_init_kwargs(

@@ -2,9 +2,12 @@
 
 ``auto`` is multivariate TPE (grouped for conditional spaces, constant liar for parallel
 trials): cheap per suggestion and at home in conditional spaces. ``gp`` stays available by
-name but is not the default: with two objectives and two constraints it took 5-13 s per
-suggestion on a 2-core machine at 30-90 trials (it fits one Gaussian process per
-objective and constraint), which stalls the driver between trials.
+name but is not the default: with two objectives and two constraints (``bnh``) it took
+0.6-1.1 s of CPU per suggestion at 15-30 trials, with greenlet's batched L-BFGS-B, and 3-7 s
+of wall time on the shared 2-core machine (it fits one Gaussian process per objective and
+constraint, and the cost grows with the trials), 4 to 40 times the 250 ms a 5-second trial
+allows its sampler; hpo's TPE took 10-40 ms on average (``benchmarks/sample_efficiency.py``,
+docs/benchmarks.md).
 
 Every sampler reads constraint values that hpo stores on each trial, so feasibility
 guides the search whichever is chosen.

@@ -117,12 +117,10 @@ def _teacher(args: Mapping[str, Any], tokenizer: Any, train_features: dict[str, 
             return QAModel.load(path)
         return _from_hf_checkpoint(given)
     backbone = args["backbone"]
-    settings = TrainSettings(learning_rate=args["teacher_learning_rate"],
-                             epochs=args["teacher_epochs"], batch_size=args["batch_size"],
-                             evaluations=1)
-    # Keyed by everything its training features depend on (windows, stride, query length).
-    directory = cache_dir / "teachers" / _key(train_identity, backbone, len(tokenizer),
-                                              features, settings)
+    settings = teacher_settings(args)
+    keep = args["teacher_no_answer_keep"]
+    directory = cache_dir / "teachers" / teacher_key(args, train_identity, len(tokenizer),
+                                                     features)
     with _locked(directory.with_suffix(".lock")):
         if (directory / "weights.pt").exists():
             return QAModel.load(directory)
@@ -135,6 +133,8 @@ def _teacher(args: Mapping[str, Any], tokenizer: Any, train_features: dict[str, 
               file=sys.stderr, flush=True)
         from tqdm import tqdm
 
+        if keep < 1:
+            train_features = squad_data.fewer_no_answer_windows(train_features, keep, seed=0)
         total = round(settings.epochs * math.ceil(len(train_features["input_ids"])
                                                   / settings.batch_size))
         steps = tqdm(desc="teacher", total=total, unit="step", file=sys.stderr, mininterval=5.0)
@@ -144,6 +144,24 @@ def _teacher(args: Mapping[str, Any], tokenizer: Any, train_features: dict[str, 
         steps.close()
         model.save(directory)
         return model
+
+
+def teacher_settings(args: Mapping[str, Any]) -> TrainSettings:
+    return TrainSettings(learning_rate=args["teacher_learning_rate"],
+                         epochs=args["teacher_epochs"], batch_size=args["teacher_batch_size"],
+                         evaluations=1)
+
+
+def teacher_key(args: Mapping[str, Any], train_identity: str, vocab_size: int,
+                features: squad_data.FeatureSettings) -> str:
+    """The cache key of a fine-tuned teacher: everything its training depends on (data,
+    backbone, vocabulary, windows, stride, query length, recipe). The down-sampling of
+    no-answer windows joins the key only when used, so keys made before it existed (the
+    offline default's tiny teacher) still hold."""
+    keep = args["teacher_no_answer_keep"]
+    extra = [{"no_answer_keep": keep}] if keep < 1 else []
+    return _key(train_identity, args["backbone"], vocab_size, features, teacher_settings(args),
+                *extra)
 
 
 def _from_hf_checkpoint(name: str) -> QAModel:

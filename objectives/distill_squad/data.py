@@ -119,6 +119,16 @@ def featurize(dataset: Dataset, tokenizer: Any, settings: FeatureSettings,
     return features
 
 
+def fewer_no_answer_windows(features: dict[str, torch.Tensor], keep: float,
+                            seed: int) -> dict[str, torch.Tensor]:
+    """Every window that holds an answer and a seeded random ``keep`` share of those that
+    hold none (unanswerable questions, and windows that miss the answer)."""
+    no_answer = features["start_positions"] == 0
+    draw = torch.rand(len(no_answer), generator=torch.Generator().manual_seed(seed))
+    kept = ~no_answer | (draw < keep)
+    return {name: tensor[kept] for name, tensor in features.items()}
+
+
 def _truncate_question(question: str, tokenizer: Any, max_tokens: int) -> str:
     encoded = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
     offsets = encoded["offset_mapping"]

@@ -15,6 +15,18 @@ from hpo.objectives import Objective, Reporter, TrialContext
 
 _DATA_KEYS = {"train", "eval", "hub", "seed", "synthetic_train", "synthetic_eval",
               "limit_train", "limit_eval"}
+# How a teacher is fine-tuned when none is given. tiny: the offline default's recipe (its
+# cache key must not change). pretrained (minilm, a path, a hub id): the standard recipe
+# (Devlin et al.; Hugging Face run_qa: AdamW, 10% warm-up then linear decay) scaled down
+# to a CPU budget: one epoch at a higher learning rate, small batches for more updates,
+# and only 30% of the "no answer" windows kept, so the span head is not drowned by them
+# (on SQuAD 2.0 about 60% of the windows hold no answer; with all of them a short run
+# collapses to always-no-answer).
+TEACHER_RECIPES: dict[str, dict[str, Any]] = {
+    "tiny": {"epochs": 15.0, "learning_rate": 5e-4, "batch_size": None, "no_answer_keep": 1.0},
+    "pretrained": {"epochs": 1.0, "learning_rate": 1e-4, "batch_size": 8,
+                   "no_answer_keep": 0.3},
+}
 QA_METRICS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1",
               "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")
 
@@ -38,8 +50,11 @@ class DistillSquadObjective(Objective):
     def __init__(self, data: Mapping[str, Any] | None = None, backbone: str = "tiny",
                  teacher: str | None = None, max_seq_length: int = 64, doc_stride: int = 32,
                  max_query_length: int = 24, epochs: float = 2.0, batch_size: int = 32,
-                 evaluations: int = 4, teacher_epochs: float = 15.0,
-                 teacher_learning_rate: float = 5e-4, max_answer_length: int = 30) -> None:
+                 evaluations: int = 4, teacher_epochs: float | None = None,
+                 teacher_learning_rate: float | None = None,
+                 teacher_batch_size: int | None = None,
+                 teacher_no_answer_keep: float | None = None,
+                 max_answer_length: int = 30) -> None:
         data = dict(data or {})
         unknown = sorted(set(data) - _DATA_KEYS)
         if unknown:
@@ -60,13 +75,22 @@ class DistillSquadObjective(Objective):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if doc_stride >= max_seq_length or max_query_length >= max_seq_length:
             raise ValueError("doc_stride and max_query_length must be below max_seq_length")
+        recipe = TEACHER_RECIPES["tiny" if backbone == "tiny" else "pretrained"]
+        keep = (recipe["no_answer_keep"] if teacher_no_answer_keep is None
+                else teacher_no_answer_keep)
+        if not 0 < float(keep) <= 1:
+            raise ValueError(f"teacher_no_answer_keep must be in (0, 1], got {keep!r}")
         self.args: dict[str, Any] = {
             "data": data, "backbone": backbone, "teacher": teacher,
             "max_seq_length": max_seq_length, "doc_stride": doc_stride,
             "max_query_length": max_query_length, "epochs": float(epochs),
             "batch_size": batch_size, "evaluations": evaluations,
-            "teacher_epochs": float(teacher_epochs),
-            "teacher_learning_rate": float(teacher_learning_rate),
+            "teacher_epochs": float(recipe["epochs"] if teacher_epochs is None
+                                    else teacher_epochs),
+            "teacher_learning_rate": float(recipe["learning_rate"] if teacher_learning_rate
+                                           is None else teacher_learning_rate),
+            "teacher_batch_size": int(teacher_batch_size or recipe["batch_size"] or batch_size),
+            "teacher_no_answer_keep": float(keep),
             "max_answer_length": max_answer_length,
         }
 
@@ -100,6 +124,9 @@ class DistillSquadObjective(Objective):
             "teacher": (f"exact {teacher['exact']:.2f}, HasAns_exact "
                         f"{teacher['HasAns_exact']:.2f}, NoAns_exact {teacher['NoAns_exact']:.2f}"
                         f", {sum(p.numel() for p in assets.teacher.parameters())} parameters"),
+            # the official best no-answer threshold, apart: `exact` above uses threshold 0
+            "teacher_best_threshold": (f"best_exact {teacher['best_exact']:.2f} at no-answer "
+                                       f"threshold {teacher['best_exact_thresh']:.3g}"),
         }
 
     def run(self, params: Mapping[str, Any], context: TrialContext,

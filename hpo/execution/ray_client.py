@@ -1,0 +1,157 @@
+"""Drive a study from outside a Ray cluster through Ray Client (``ray://HOST:PORT``).
+
+Ray Client forwards each Ray call to the cluster. Ray Tune, connected that way, ships its
+control loop to the head node, and hpo's searcher with it; but the searcher holds the
+study's storage, its lock, its heartbeats and the MLflow run, which do not travel. So hpo
+runs the whole driver (storage, tracking, searcher and Ray Tune) as one task on the node
+that serves the Ray Client connection, and streams its output back here.
+
+The driver there uses the study's storage and tracking URIs and the study file's paths as
+they are: point them at servers the cluster reaches (PostgreSQL, an MLflow server) or at a
+file system the head node shares, and use absolute paths.
+"""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import ray
+from ray.exceptions import RayTaskError, TaskCancelledError
+
+from hpo.errors import RunError
+
+T = TypeVar("T")
+
+_POLL_S = 0.5
+"""How often the driver on the cluster checks for the user's Ctrl+C."""
+
+def is_client_address(address: str | None) -> bool:
+    return bool(address) and str(address).startswith("ray://")
+
+
+def _use_token_if_available() -> None:
+    """Authenticate as ``ray start`` does: with the cluster token when one exists here.
+
+    ``ray start`` turns token authentication on whenever a token exists on its machine
+    (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN``), but a Ray Client only sends it when
+    ``RAY_AUTH_MODE=token``; a server without authentication ignores the header.
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    setup_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = setup_log.level
+    setup_log.setLevel(logging.ERROR)  # its advice is for cluster operators, not this user
+    try:
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    finally:
+        setup_log.setLevel(level)
+
+
+class _Interrupts:
+    """Counts the user's Ctrl+C; the driver on the cluster polls it (a Ray worker does not
+    see signals sent to it: Ray handles SIGINT itself)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self) -> None:
+        self.count += 1
+
+    def get(self) -> int:
+        return self.count
+
+
+def _forward_interrupts(interrupts: Any, done: threading.Event) -> None:
+    """Turn each new Ctrl+C into one on the driver's main thread, as a local driver gets it
+    (first: graceful stop; second: abort)."""
+    seen = 0
+    while not done.wait(_POLL_S):
+        count = ray.get(interrupts.get.remote())
+        if count > seen:
+            seen = count
+            _thread.interrupt_main()
+
+
+def _in_directory(cwd: str, interrupts: Any, driver: Callable[..., T],
+                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+    """On the cluster: run ``driver`` from the client's directory when the node has it (so
+    relative paths mean the same on a shared file system), interruptible by the client."""
+    done = threading.Event()
+    threading.Thread(target=_forward_interrupts, args=(interrupts, done), daemon=True).start()
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    try:
+        return driver(*args, **kwargs)
+    finally:
+        done.set()
+
+
+_STOPPED = object()
+"""What :func:`_result` returns when the driver stopped on an interrupt."""
+
+
+def _result(ref: Any) -> Any:
+    """The driver's return value, ``_STOPPED``, or its exception raised here as it was."""
+    try:
+        return ray.get(ref)
+    except RayTaskError as exc:
+        cause = exc.cause
+        if isinstance(cause, KeyboardInterrupt | TaskCancelledError):
+            return _STOPPED
+        raise (cause if isinstance(cause, Exception) else exc) from None
+
+
+def run_on_cluster(
+    address: str, runtime_env: dict[str, Any], driver: Callable[..., T], /, *args: Any,
+    **kwargs: Any,
+) -> T:
+    """Run ``driver(*args, **kwargs)`` on the node serving ``address`` and return its result.
+
+    Its output streams here; its exceptions are raised here as they are. Ctrl+C is passed
+    on to it (first: graceful stop; second: abort; third: the task is killed).
+    """
+    from ray.air.util.node import _force_on_current_node
+
+    _use_token_if_available()
+    try:
+        ray.init(address, runtime_env=runtime_env, log_to_driver=True, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise RunError(f"cannot reach the Ray cluster at {address}: "
+                       f"{str(exc).splitlines()[0]}") from None
+    try:
+        # num_cpus=0: the driver only waits on trials; on the node Ray Client serves from
+        # (the head), as Ray Tune itself places its loop under Ray Client.
+        on_head = cast(dict[str, Any], _force_on_current_node())
+        interrupts: Any = ray.remote(_Interrupts).options(num_cpus=0, **on_head).remote()
+        task: Any = ray.remote(_in_directory).options(
+            num_cpus=0, max_retries=0, name="hpo driver", **on_head
+        )
+        ref = task.remote(os.getcwd(), interrupts, driver, args, kwargs)
+        ctrl_c = 0
+        while True:
+            try:
+                result = _result(ref)
+            except KeyboardInterrupt:  # the user's, here
+                ctrl_c += 1
+                if ctrl_c == 3:
+                    ray.cancel(ref, force=True)
+                    raise
+                print("hpo: passing Ctrl+C on to the driver on the cluster", file=sys.stderr,
+                      flush=True)
+                ray.get(interrupts.add.remote())
+                continue
+            if result is _STOPPED:
+                raise KeyboardInterrupt
+            return cast(T, result)
+    finally:
+        ray.shutdown()

@@ -1,0 +1,110 @@
+"""benchmarks/sample_efficiency.py: the problems' known fronts and the benchmark's output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import constrained_problems  # noqa: E402
+import sample_efficiency as bench  # noqa: E402
+
+from objectives.bnh import BOUNDS, pareto_front  # noqa: E402
+
+CLASSIC = ("bnh", "tnk", "srn", "constr")
+TOLERANCE = 1e-9
+"""Pareto-optimal points lie on constraint boundaries: allow rounding there."""
+
+
+def pareto_params(problem: str, n: int = 300) -> list[dict[str, float]]:
+    """Pareto-optimal decision vectors of a classic problem, from its own definition."""
+    if problem == "bnh":  # x = y in [0, 3], then y = 3 for x in [3, 5] (Binh and Korn)
+        x = np.linspace(0.0, BOUNDS["x"][1], n)
+        return [{"x": float(a), "y": float(min(a, 3.0))} for a in x]
+    cls = bench.resolve_objective(bench.load_problem(problem).objective)
+    x1, x2 = cls.pareto_set(n)  # type: ignore[attr-defined]
+    return [{"x1": float(a), "x2": float(b)} for a, b in zip(x1, x2, strict=True)]
+
+
+@pytest.mark.parametrize("problem", CLASSIC)
+def test_known_optimal_points_are_feasible_and_score_one(problem: str) -> None:
+    spec = bench.load_problem(problem)
+    objective, ref = bench.make_objective(spec), bench.reference(spec)
+    front_hv = bench.hypervolume(list(bench.true_front(problem, spec)), ref)
+    points = []
+    for params in pareto_params(problem):
+        metrics = bench.evaluate(objective, spec, params, 0)
+        assert metrics is not None
+        assert all(c.violation(metrics) <= TOLERANCE for c in spec.constraints), (params, metrics)
+        points.append([g.minimized(metrics[g.metric]) for g in spec.goals])
+    # 300 optimal points cover the front up to the gaps between them
+    assert bench.hypervolume(points, ref) / front_hv == pytest.approx(1.0, abs=0.01)
+    assert bench.hypervolume(points, ref) <= front_hv * (1 + 1e-6)
+    worse = np.array(points) + 0.05 * (np.max(points, axis=0) - np.min(points, axis=0))
+    assert bench.hypervolume(list(worse), ref) / front_hv < 0.97
+
+
+def test_true_fronts_are_not_beaten_by_a_random_sample() -> None:
+    rng = np.random.default_rng(0)
+    for problem in ("tnk", "srn", "constr"):
+        spec = bench.load_problem(problem)
+        ref = bench.reference(spec)
+        low, high = ([getattr(p.distribution, end) for p in spec.parameters]
+                     for end in ("low", "high"))
+        x1, x2 = rng.uniform(low, high, (20_000, 2)).T
+        cls = getattr(constrained_problems, spec.objective.split(":")[1])
+        m = cls.evaluate(x1, x2)
+        ok = np.all([[c.violation({k: v[i] for k, v in m.items()}) <= 0
+                      for c in spec.constraints] for i in range(len(x1))], axis=1)
+        sample = np.column_stack((m["f1"], m["f2"]))[ok]
+        front = bench.true_front(problem, spec)
+        both = bench.hypervolume(list(np.vstack((front, sample))), ref)
+        assert both / bench.hypervolume(list(front), ref) < 1 + 1e-4, problem
+
+
+def test_bnh_front_is_the_objective_s_own() -> None:
+    spec = bench.load_problem("bnh")
+    assert np.array_equal(bench.true_front("bnh", spec), pareto_front(2000))
+
+
+def test_tiny_run_writes_the_table_as_json(tmp_path: Path) -> None:
+    out = tmp_path / "se.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sample_efficiency.py"), "--problems",
+         "bnh", "--samplers", "hpo", "random", "--seeds", "0", "1", "--trials", "12",
+         "--budgets", "6", "12", "--out", str(out)],
+        check=True, cwd=tmp_path, timeout=300, capture_output=True,
+    )
+    result = json.loads(out.read_text())
+    assert {(r["sampler"], r["seed"]) for r in result["runs"]} == {
+        ("hpo", 0), ("hpo", 1), ("random", 0), ("random", 1)}
+    for run in result["runs"]:
+        six, twelve = run["hv_fraction"]["6"], run["hv_fraction"]["12"]
+        assert 0 <= six <= twelve <= 1  # budgets are prefixes of one run
+        assert 0 <= run["sampler_ms_mean"] <= run["sampler_ms_max"]
+    assert [(r["budget"], r["sampler"]) for r in result["summary"]] == [
+        (6, "hpo"), (6, "random"), (12, "hpo"), (12, "random")]
+    for row in result["summary"]:
+        assert row["seeds"] == 2 and row["hv_worst"] <= row["hv_median"]
+    assert set(result["targets"]) >= {"matches_best_peer_everywhere", "draw_under_250ms"}
+
+
+def test_targets_name_where_hpo_is_behind() -> None:
+    def row(budget: int, sampler: str, hv: float, ms: float) -> dict[str, object]:
+        return {"problem": "p", "budget": budget, "sampler": sampler, "hv_median": hv,
+                "sampler_ms_max": ms}
+
+    table = [row(50, "hpo", 0.8, 20), row(50, "gp", 0.9, 900), row(50, "random", 0.5, 1),
+             row(100, "hpo", 0.95, 30), row(100, "gp", 0.95, 900)]
+    goal = bench.targets(table)
+    assert goal["behind"] == [{"problem": "p", "budget": 50, "hpo": 0.8, "best_peer": "gp",
+                               "best_peer_hv": 0.9}]
+    assert not goal["matches_best_peer_everywhere"]
+    assert goal["slowest_draw_ms"] == 30 and goal["draw_under_250ms"]
