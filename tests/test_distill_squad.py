@@ -101,6 +101,7 @@ def test_students_start_from_the_teachers_layers_when_shapes_allow() -> None:
     teacher = _teacher()
     student, from_teacher = build_student(teacher, {"n_layers": 2, "n_heads": 2})
     assert from_teacher and student.config.num_hidden_layers == 2
+    assert student.config.num_attention_heads == 4  # the teacher's: its copied attention
     assert torch.equal(student.encoder.embeddings.word_embeddings.weight,
                        teacher.encoder.embeddings.word_embeddings.weight)
     assert torch.equal(student.encoder.encoder.layer[1].output.dense.weight,
@@ -110,6 +111,12 @@ def test_students_start_from_the_teachers_layers_when_shapes_allow() -> None:
     assert not from_teacher and count_params(smaller)[0] < count_params(student)[0]
     with pytest.raises(ValueError, match="hidden size 64 is not divisible by 3"):
         build_student(teacher, {"hidden_size": 64, "n_heads": 3})
+    scratch, from_teacher = build_student(teacher, {"init": "scratch", "n_heads": 2})
+    assert not from_teacher and scratch.config.num_attention_heads == 2
+    assert not torch.equal(scratch.encoder.embeddings.word_embeddings.weight,
+                           teacher.encoder.embeddings.word_embeddings.weight)
+    with pytest.raises(ValueError, match="init must be"):
+        build_student(teacher, {"init": "distil"})
 
 
 def _bert_params(vocab: int, positions: int, hidden: int, layers: int, ffn: int) -> int:

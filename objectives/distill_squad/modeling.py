@@ -79,8 +79,14 @@ def tiny_config(vocab_size: int, max_positions: int, **overrides: Any) -> BertCo
 
 def build_student(teacher: QAModel, params: Mapping[str, Any]) -> tuple[QAModel, bool]:
     """A student from the trial's parameters; returns it and whether it was initialised
-    from the teacher's weights (possible when the hidden sizes match, as DistilBERT does:
-    embeddings and evenly spaced layers are copied).
+    from the teacher's weights.
+
+    ``init: teacher`` (the default) copies the teacher's embeddings and evenly spaced
+    layers, as DistilBERT does: the student then has the teacher's hidden size and
+    attention heads (its query/key/value weights are split per head; another head count
+    would scramble what the copied attention learned). ``init: scratch`` builds a random
+    student of ``hidden_size`` and ``n_heads``; a ``hidden_size`` other than the teacher's
+    also means from scratch.
 
     ``ffn_fraction`` is the share of the teacher's feed-forward width the student keeps
     (its intermediate size is that share of the teacher's intermediate/hidden ratio times
@@ -88,8 +94,13 @@ def build_student(teacher: QAModel, params: Mapping[str, Any]) -> tuple[QAModel,
     feed-forward neurons (see :func:`ffn_neurons`), so it is smaller and still starts from
     what the teacher learned."""
     t = teacher.config
+    init = params.get("init", "teacher")
+    if init not in ("teacher", "scratch"):
+        raise ValueError(f"init must be 'teacher' or 'scratch', got {init!r}")
     hidden = int(params.get("hidden_size", t.hidden_size))
-    heads = int(params.get("n_heads", t.num_attention_heads))
+    from_teacher = init == "teacher" and hidden == t.hidden_size
+    heads = t.num_attention_heads if from_teacher else int(
+        params.get("n_heads", t.num_attention_heads))
     if hidden % heads:
         raise ValueError(f"hidden size {hidden} is not divisible by {heads} attention heads")
     fraction = float(params.get("ffn_fraction", 1.0))
@@ -105,7 +116,6 @@ def build_student(teacher: QAModel, params: Mapping[str, Any]) -> tuple[QAModel,
         attention_probs_dropout_prob=float(params.get("attention_dropout", 0.1)),
     )
     student = QAModel(config, qa_dropout=float(params.get("qa_dropout", 0.1)))
-    from_teacher = hidden == t.hidden_size
     if from_teacher:
         _copy_from_teacher(student, teacher)
     return student, from_teacher
