@@ -13,6 +13,7 @@ from objectives.distill_squad.modeling import (
     QAModel,
     build_student,
     count_params,
+    ffn_neurons,
     tiny_config,
     with_lora,
 )
@@ -100,6 +101,7 @@ def test_students_start_from_the_teachers_layers_when_shapes_allow() -> None:
     teacher = _teacher()
     student, from_teacher = build_student(teacher, {"n_layers": 2, "n_heads": 2})
     assert from_teacher and student.config.num_hidden_layers == 2
+    assert student.config.num_attention_heads == 4  # the teacher's: its copied attention
     assert torch.equal(student.encoder.embeddings.word_embeddings.weight,
                        teacher.encoder.embeddings.word_embeddings.weight)
     assert torch.equal(student.encoder.encoder.layer[1].output.dense.weight,
@@ -109,6 +111,54 @@ def test_students_start_from_the_teachers_layers_when_shapes_allow() -> None:
     assert not from_teacher and count_params(smaller)[0] < count_params(student)[0]
     with pytest.raises(ValueError, match="hidden size 64 is not divisible by 3"):
         build_student(teacher, {"hidden_size": 64, "n_heads": 3})
+    scratch, from_teacher = build_student(teacher, {"init": "scratch", "n_heads": 2})
+    assert not from_teacher and scratch.config.num_attention_heads == 2
+    assert not torch.equal(scratch.encoder.embeddings.word_embeddings.weight,
+                           teacher.encoder.embeddings.word_embeddings.weight)
+    with pytest.raises(ValueError, match="init must be"):
+        build_student(teacher, {"init": "distil"})
+
+
+def _bert_params(vocab: int, positions: int, hidden: int, layers: int, ffn: int) -> int:
+    """Parameters of a QAModel: embeddings (+ LayerNorm), per layer attention (q, k, v,
+    output + LayerNorm) and FFN (in, out + LayerNorm), the 2-way span head."""
+    embeddings = (vocab + positions + 2) * hidden + 2 * hidden
+    layer = 4 * (hidden * hidden + hidden) + 2 * hidden + 2 * hidden * ffn + ffn + 3 * hidden
+    return embeddings + layers * layer + 2 * hidden + 2
+
+
+def test_narrow_students_keep_the_teachers_most_important_ffn_neurons() -> None:
+    teacher = _teacher()
+    assert count_params(teacher)[0] == _bert_params(500, 48, 128, 2, 512)
+    student, from_teacher = build_student(teacher, {"n_layers": 2, "ffn_fraction": 0.25})
+    assert from_teacher and student.config.intermediate_size == 128
+    assert count_params(student)[0] == _bert_params(500, 48, 128, 2, 128)
+    for mine, theirs in zip(student.encoder.encoder.layer, teacher.encoder.encoder.layer,
+                            strict=True):
+        kept = ffn_neurons(theirs, 128)
+        assert len(set(kept.tolist())) == 128
+        importance = (theirs.intermediate.dense.weight.norm(dim=1)
+                      * theirs.output.dense.weight.norm(dim=0))
+        assert importance[kept].min() >= importance.topk(128).values.min()
+        assert torch.equal(mine.intermediate.dense.weight, theirs.intermediate.dense.weight[kept])
+        assert torch.equal(mine.intermediate.dense.bias, theirs.intermediate.dense.bias[kept])
+        assert torch.equal(mine.output.dense.weight, theirs.output.dense.weight[:, kept])
+        assert torch.equal(mine.output.dense.bias, theirs.output.dense.bias)
+        assert torch.equal(mine.attention.self.query.weight, theirs.attention.self.query.weight)
+    # the sliced FFN computes exactly the kept neurons' share of the teacher's FFN
+    x = torch.randn(3, 128)
+    theirs, mine = teacher.encoder.encoder.layer[0], student.encoder.encoder.layer[0]
+    kept = ffn_neurons(theirs, 128)
+    mask = torch.zeros(512)
+    mask[kept] = 1
+    full = theirs.output.dense(theirs.intermediate(x) * mask)
+    assert torch.allclose(mine.output.dense(mine.intermediate(x)), full, atol=1e-5)
+    scratch, from_teacher = build_student(teacher, {"n_layers": 1, "hidden_size": 64,
+                                                    "ffn_fraction": 0.5})
+    assert not from_teacher and scratch.config.intermediate_size == 128  # 0.5 x 4 x 64
+    assert count_params(scratch)[0] == _bert_params(500, 48, 64, 1, 128)
+    with pytest.raises(ValueError, match="ffn_fraction must be in"):
+        build_student(teacher, {"ffn_fraction": 0})
 
 
 def test_lora_trains_a_fraction_of_the_parameters() -> None:

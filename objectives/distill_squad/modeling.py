@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel
+from transformers.models.bert.modeling_bert import BertLayer
 
 MINILM_ALIAS = "minilm"
 
@@ -78,27 +79,60 @@ def tiny_config(vocab_size: int, max_positions: int, **overrides: Any) -> BertCo
 
 def build_student(teacher: QAModel, params: Mapping[str, Any]) -> tuple[QAModel, bool]:
     """A student from the trial's parameters; returns it and whether it was initialised
-    from the teacher's weights (possible when the hidden sizes match, as DistilBERT does:
-    embeddings and evenly spaced layers are copied)."""
+    from the teacher's weights.
+
+    ``init: teacher`` (the default) copies the teacher's embeddings and evenly spaced
+    layers, as DistilBERT does: the student then has the teacher's hidden size and
+    attention heads (its query/key/value weights are split per head; another head count
+    would scramble what the copied attention learned). ``init: scratch`` builds a random
+    student of ``hidden_size`` and ``n_heads``; a ``hidden_size`` other than the teacher's
+    also means from scratch.
+
+    ``ffn_fraction`` is the share of the teacher's feed-forward width the student keeps
+    (its intermediate size is that share of the teacher's intermediate/hidden ratio times
+    its hidden size): a teacher-initialised student keeps the teacher's most important
+    feed-forward neurons (see :func:`ffn_neurons`), so it is smaller and still starts from
+    what the teacher learned."""
     t = teacher.config
+    init = params.get("init", "teacher")
+    if init not in ("teacher", "scratch"):
+        raise ValueError(f"init must be 'teacher' or 'scratch', got {init!r}")
     hidden = int(params.get("hidden_size", t.hidden_size))
-    heads = int(params.get("n_heads", t.num_attention_heads))
+    from_teacher = init == "teacher" and hidden == t.hidden_size
+    heads = t.num_attention_heads if from_teacher else int(
+        params.get("n_heads", t.num_attention_heads))
     if hidden % heads:
         raise ValueError(f"hidden size {hidden} is not divisible by {heads} attention heads")
-    ratio = t.intermediate_size // t.hidden_size
+    fraction = float(params.get("ffn_fraction", 1.0))
+    if not 0 < fraction <= 1:
+        raise ValueError(f"ffn_fraction must be in (0, 1], got {fraction}")
     config = BertConfig(
         vocab_size=t.vocab_size, max_position_embeddings=t.max_position_embeddings,
         type_vocab_size=t.type_vocab_size, hidden_size=hidden,
         num_hidden_layers=int(params.get("n_layers", t.num_hidden_layers)),
-        num_attention_heads=heads, intermediate_size=ratio * hidden,
+        num_attention_heads=heads,
+        intermediate_size=max(1, round(fraction * t.intermediate_size * hidden / t.hidden_size)),
         hidden_dropout_prob=float(params.get("dropout", 0.1)),
         attention_probs_dropout_prob=float(params.get("attention_dropout", 0.1)),
     )
     student = QAModel(config, qa_dropout=float(params.get("qa_dropout", 0.1)))
-    from_teacher = hidden == t.hidden_size
     if from_teacher:
         _copy_from_teacher(student, teacher)
     return student, from_teacher
+
+
+def ffn_neurons(layer: BertLayer, keep: int) -> torch.Tensor:
+    """Indices (ascending) of the ``keep`` most important feed-forward neurons of a BERT
+    layer. Neuron j is row j of the intermediate dense layer and column j of the output
+    dense layer; the neurons are permutation-invariant, so any subset is a smaller FFN
+    (structured pruning). Importance: the product of the L2 norms of its input row and
+    output column, the magnitude of its contribution before fine-tuning."""
+    w_in = layer.intermediate.dense.weight.detach()   # (intermediate, hidden)
+    w_out = layer.output.dense.weight.detach()        # (hidden, intermediate)
+    if keep >= w_in.shape[0]:
+        return torch.arange(w_in.shape[0])
+    importance = w_in.norm(dim=1) * w_out.norm(dim=0)
+    return importance.topk(keep).indices.sort().values
 
 
 def _copy_from_teacher(student: QAModel, teacher: QAModel) -> None:
@@ -106,7 +140,13 @@ def _copy_from_teacher(student: QAModel, teacher: QAModel) -> None:
     n, total = student.config.num_hidden_layers, teacher.config.num_hidden_layers
     picks = [round(i * (total - 1) / max(1, n - 1)) for i in range(n)] if n > 1 else [total - 1]
     for mine, theirs in zip(student.encoder.encoder.layer, picks, strict=True):
-        mine.load_state_dict(teacher.encoder.encoder.layer[theirs].state_dict())
+        source = teacher.encoder.encoder.layer[theirs]
+        state = dict(source.state_dict())
+        kept = ffn_neurons(source, student.config.intermediate_size)
+        for name, rows in (("intermediate.dense.weight", True),
+                           ("intermediate.dense.bias", True), ("output.dense.weight", False)):
+            state[name] = state[name][kept] if rows else state[name][:, kept]
+        mine.load_state_dict(state)
     student.qa_outputs.load_state_dict(teacher.qa_outputs.state_dict())
 
 

@@ -41,9 +41,9 @@ class DistillSquadObjective(Objective):
     )
     measured_metrics: ClassVar[tuple[str, ...]] = ("latency_ms",)
     parameters: ClassVar[tuple[str, ...] | None] = (
-        "learning_rate", "n_layers", "n_heads", "hidden_size", "dropout", "attention_dropout",
-        "qa_dropout", "alpha_ce", "alpha_squad", "temperature", "mode", "lora_r", "lora_alpha",
-        "lora_dropout", "lora_targets", "epochs", "batch_size",
+        "learning_rate", "n_layers", "init", "n_heads", "hidden_size", "ffn_fraction", "dropout",
+        "attention_dropout", "qa_dropout", "alpha_ce", "alpha_squad", "temperature", "mode",
+        "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "epochs", "batch_size",
     )
     requires: ClassVar[tuple[str, ...]] = ("torch", "transformers", "tokenizers", "numpy", "tqdm")
 
@@ -160,8 +160,9 @@ class DistillSquadObjective(Objective):
         model: torch.nn.Module = student
         if params.get("mode", "full") == "lora":
             if not from_teacher:
-                raise ValueError("lora mode needs the teacher's hidden size "
-                                 f"({assets.teacher.config.hidden_size})")
+                raise ValueError("lora mode needs a teacher-initialised student (init: "
+                                 "teacher, the teacher's hidden size "
+                                 f"{assets.teacher.config.hidden_size})")
             model = with_lora(student, params)
         model.to(device)
         num_params, trainable = count_params(model)
