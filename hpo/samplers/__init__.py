@@ -5,10 +5,11 @@ trials): cheap per suggestion and at home in conditional spaces. For two or more
 objectives it is tuned (:func:`tpe_options`): its "good" set is the best 15% of the
 finished trials (Optuna's multi-objective default: 10%) and it picks each suggestion among
 12 candidates drawn from that set (default: 24), a wider, less greedy search that covers
-more of the front; over 10 seeds of ``benchmarks/sample_efficiency.py`` it beat or matched
-every Optuna sampler tried on all five problems at 50, 100 and 200 trials, where the
-defaults trailed univariate TPE on ``srn`` and NSGA-II on ``curves`` at 200 trials
-(docs/benchmarks.md). Single-objective studies keep Optuna's defaults. ``gp`` stays available by
+more of the front. Over 10 seeds of ``benchmarks/sample_efficiency.py`` it beat or matched
+Optuna's TPE, NSGA-II and random samplers on all five problems at 50, 100 and 200 trials,
+where the defaults trailed univariate TPE on ``srn`` and NSGA-II on ``curves`` at 200
+trials (docs/benchmarks.md). Single-objective studies keep Optuna's defaults.
+``gp`` stays available by
 name but is not the default: with two objectives and two constraints (``bnh``) it took
 0.6-1.1 s of CPU per suggestion at 15-30 trials, with greenlet's batched L-BFGS-B, and 3-7 s
 of wall time on the shared 2-core machine (it fits one Gaussian process per objective and
