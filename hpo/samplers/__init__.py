@@ -1,7 +1,15 @@
 """Optuna samplers by name, built lazily.
 
 ``auto`` is multivariate TPE (grouped for conditional spaces, constant liar for parallel
-trials): cheap per suggestion and at home in conditional spaces. ``gp`` stays available by
+trials): cheap per suggestion and at home in conditional spaces. For two or more
+objectives it is tuned (:func:`tpe_options`): its "good" set is the best 15% of the
+finished trials (Optuna's multi-objective default: 10%) and it picks each suggestion among
+12 candidates drawn from that set (default: 24), a wider, less greedy search that covers
+more of the front. Over 10 seeds of ``benchmarks/sample_efficiency.py`` it beat or matched
+Optuna's TPE, NSGA-II and random samplers on all five problems at 50, 100 and 200 trials,
+where the defaults trailed univariate TPE on ``srn`` and NSGA-II on ``curves`` at 200
+trials (docs/benchmarks.md). Single-objective studies keep Optuna's defaults.
+``gp`` stays available by
 name but is not the default: with two objectives and two constraints (``bnh``) it took
 0.6-1.1 s of CPU per suggestion at 15-30 trials, with greenlet's batched L-BFGS-B, and 3-7 s
 of wall time on the shared 2-core machine (it fits one Gaussian process per objective and
@@ -15,18 +23,43 @@ guides the search whichever is chosen.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 if TYPE_CHECKING:
     from hpo.spec import StudySpec
 
+GOOD_FRACTION = 0.15
+"""Multi-objective TPE: the share of finished trials (best ranks first) that form the
+"good" density."""
+EI_CANDIDATES = 12
+"""Multi-objective TPE: candidates drawn from the good density per suggestion."""
+
+
+def good_trials(finished: int) -> int:
+    """How many of ``finished`` trials TPE models as good (multi-objective studies)."""
+    return math.ceil(GOOD_FRACTION * finished)
+
+
+def tpe_options(spec: StudySpec) -> dict[str, Any]:
+    """TPESampler keyword arguments besides the seed (see the module docstring)."""
+    options: dict[str, Any] = {
+        "multivariate": True, "group": spec.has_conditions, "constant_liar": True}
+    if len(spec.directions) > 1:
+        options.update(gamma=good_trials, n_ei_candidates=EI_CANDIDATES)
+    return options
+
+
 def _tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.TPESampler(
-        seed=seed, multivariate=True, group=spec.has_conditions, constant_liar=True
-    )
+    with warnings.catch_warnings():
+        # ``gamma`` is deprecated since Optuna 4.9 and slated for removal in 6.0 (pinned
+        # below it in pyproject.toml); the warning would reach every study's log.
+        warnings.filterwarnings("ignore", "`gamma`", FutureWarning)
+        return optuna.samplers.TPESampler(seed=seed, **tpe_options(spec))
 
 
 def _gp(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
@@ -64,4 +97,4 @@ def create_sampler(spec: StudySpec, session: int = 0) -> optuna.samplers.BaseSam
     return SAMPLERS[spec.sampler](seed, spec)
 
 
-__all__ = ["SAMPLERS", "create_sampler"]
+__all__ = ["SAMPLERS", "create_sampler", "good_trials", "tpe_options"]

@@ -1,0 +1,63 @@
+"""hpo.samplers: what ``auto`` builds for single-, multi-objective and conditional studies."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from hpo.samplers import create_sampler, good_trials, tpe_options
+from hpo.spec import StudySpec, build_spec, load_spec
+from hpo.trials import ask
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def single_objective_bnh() -> StudySpec:
+    document = yaml.safe_load((ROOT / "search_spaces" / "bnh.yaml").read_text())
+    document["objectives"] = document["objectives"][:1]
+    return build_spec(document, "bnh1", "bnh1.yaml")
+
+
+def test_good_set_is_the_best_15_percent_rounded_up() -> None:
+    assert [good_trials(n) for n in (1, 10, 20, 100, 200)] == [1, 2, 3, 15, 30]
+
+
+def test_multi_objective_auto_is_tuned_tpe_and_single_objective_keeps_defaults() -> None:
+    multi = tpe_options(load_spec("bnh"))
+    assert multi == {"multivariate": True, "group": False, "constant_liar": True,
+                     "gamma": good_trials, "n_ei_candidates": 12}
+    assert tpe_options(single_objective_bnh()) == {
+        "multivariate": True, "group": False, "constant_liar": True}
+
+
+def test_conditional_spaces_are_grouped() -> None:
+    assert tpe_options(load_spec("distill-squad"))["group"] is True
+
+
+def test_auto_runs_a_constrained_study_without_optuna_warnings() -> None:
+    spec = dataclasses.replace(load_spec("bnh"), seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = create_sampler(spec)
+        study = optuna.create_study(directions=spec.directions, sampler=sampler)
+        for _ in range(14):  # 10 random start-up trials, then TPE with the good set
+            trial, params = ask(study, spec)
+            x, y = params["x"], params["y"]
+            trial.set_constraint("0", (x - 5) ** 2 + y**2 - 25)
+            study.tell(trial, [4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2])
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert len(study.trials) == 14
+    assert len({tuple(t.params.values()) for t in study.trials}) == 14
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "random"])
+def test_named_samplers_are_still_optuna_s(name: str) -> None:
+    spec = dataclasses.replace(load_spec("bnh"), sampler=name)
+    assert type(create_sampler(spec)).__name__ == {
+        "tpe": "TPESampler", "nsga2": "NSGAIISampler", "random": "RandomSampler"}[name]
