@@ -59,6 +59,9 @@ def _tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
         # ``gamma`` is deprecated since Optuna 4.9 and slated for removal in 6.0 (pinned
         # below it in pyproject.toml); the warning would reach every study's log.
         warnings.filterwarnings("ignore", "`gamma`", FutureWarning)
+        # ``group`` (conditional spaces) is experimental in Optuna: said once here, not in
+        # every study's output.
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=seed, **tpe_options(spec))
 
 
