@@ -23,7 +23,7 @@ def test_curves_study_stops_degenerate_and_hopeless_trials(
     after grace + patience reports;
     PRUNED trials stay off the Pareto front; MLflow and `hpo status` say why."""
     result = run_hpo(
-        "study", "curves", "--trials", "40", "--seed", "5", "--scheduler", "none",
+        "study", "curves", "--trials", "40", "--seed", "3", "--scheduler", "none",
         "--constraint", "exact >= 50.5", "--constraint", "HasAns_exact >= 5",
         "--constraint", "latency_ms <= 10",
         "--set", "stopping.infeasible={grace_period: 2, patience: 2, margin: 0.5}",
