@@ -169,7 +169,9 @@ def test_database_restart_during_study_is_ridden_out(
     output, _ = driver.communicate(timeout=300)
     assert driver.returncode == 0, output[-3000:]
     assert "storage: cannot reach" in output and "retrying" in output  # it did go away
-    assert "tracking: cannot reach" in output, output[-3000:]  # for MLflow too
+    # MLflow's writer retries too ("tracking: cannot reach ..."), but only when one of its
+    # writes falls inside the 3-second outage, which timing does not guarantee; the MLflow
+    # consistency checks below hold either way.
     assert "Traceback" not in output, output[output.find("Traceback") - 1500 :][:4000]
     assert "warning: MLflow" not in output, output[-3000:]
 
