@@ -72,7 +72,7 @@ def load_datasets(config: Mapping[str, Any]) -> tuple[squad_data.Dataset, squad_
             squad_data.from_synthetic(int(config.get("synthetic_eval", 400)), seed, "eval"))
 
 
-def _limit(dataset: squad_data.Dataset, limit: int | None) -> squad_data.Dataset:
+def limit_questions(dataset: squad_data.Dataset, limit: int | None) -> squad_data.Dataset:
     """The first ``limit`` questions (whole paragraphs kept in order)."""
     if limit is None:
         return dataset
@@ -92,7 +92,7 @@ def _limit(dataset: squad_data.Dataset, limit: int | None) -> squad_data.Dataset
                               _key(dataset.sha256, limit))
 
 
-def _tokenizer(backbone: str, datasets: list[squad_data.Dataset], cache_dir: Path) -> Any:
+def load_tokenizer(backbone: str, datasets: list[squad_data.Dataset], cache_dir: Path) -> Any:
     if backbone == TINY:
         directory = cache_dir / "tokenizers" / _key([d.sha256 for d in datasets])
         with _locked(directory.with_suffix(".lock")):
@@ -116,34 +116,48 @@ def _teacher(args: Mapping[str, Any], tokenizer: Any, train_features: dict[str, 
         if (path / "weights.pt").exists():
             return QAModel.load(path)
         return _from_hf_checkpoint(given)
-    backbone = args["backbone"]
-    settings = teacher_settings(args)
-    keep = args["teacher_no_answer_keep"]
     directory = cache_dir / "teachers" / teacher_key(args, train_identity, len(tokenizer),
                                                      features)
     with _locked(directory.with_suffix(".lock")):
         if (directory / "weights.pt").exists():
             return QAModel.load(directory)
-        torch.manual_seed(0)
-        if backbone == TINY:
-            model = QAModel(tiny_config(len(tokenizer), args["max_seq_length"]))
-        else:
-            model = pretrained_encoder(backbone, args["max_seq_length"])
-        print(f"distill-squad: fine-tuning the teacher ({backbone}) once; cached in {directory}",
-              file=sys.stderr, flush=True)
-        from tqdm import tqdm
-
-        if keep < 1:
-            train_features = squad_data.fewer_no_answer_windows(train_features, keep, seed=0)
-        total = round(settings.epochs * math.ceil(len(train_features["input_ids"])
-                                                  / settings.batch_size))
-        steps = tqdm(desc="teacher", total=total, unit="step", file=sys.stderr, mininterval=5.0)
-        train(model, train_features, settings, torch.device("cpu"),
-              evaluate_fn=lambda step: {}, report=lambda step, metrics: None,
-              on_step=lambda: steps.update(1))
-        steps.close()
+        print(f"distill-squad: fine-tuning the teacher ({args['backbone']}) once on "
+              f"{compute_device()}; cached in {directory}", file=sys.stderr, flush=True)
+        model = fine_tune_teacher(args, len(tokenizer), train_features, compute_device())
         model.save(directory)
         return model
+
+
+def compute_device() -> torch.device:
+    """Where the shared assets (teacher fine-tuning, its logits) are computed: the first
+    GPU when the process sees one (trials pick theirs from their resources)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def fine_tune_teacher(args: Mapping[str, Any], vocab_size: int,
+                      train_features: dict[str, torch.Tensor],
+                      device: torch.device) -> QAModel:
+    """The teacher's recipe (``teacher_*`` args) applied to its backbone, on ``device``;
+    the model comes back on the CPU."""
+    torch.manual_seed(0)
+    if args["backbone"] == TINY:
+        model = QAModel(tiny_config(vocab_size, args["max_seq_length"]))
+    else:
+        model = pretrained_encoder(args["backbone"], args["max_seq_length"])
+    keep = args["teacher_no_answer_keep"]
+    if keep < 1:
+        train_features = squad_data.fewer_no_answer_windows(train_features, keep, seed=0)
+    settings = teacher_settings(args)
+    from tqdm import tqdm
+
+    total = round(settings.epochs * math.ceil(len(train_features["input_ids"])
+                                              / settings.batch_size))
+    steps = tqdm(desc="teacher", total=total, unit="step", file=sys.stderr, mininterval=5.0)
+    model.to(device)
+    train(model, train_features, settings, device, evaluate_fn=lambda step: {},
+          report=lambda step, metrics: None, on_step=lambda: steps.update(1))
+    steps.close()
+    return model.cpu()
 
 
 def teacher_settings(args: Mapping[str, Any]) -> TrainSettings:
@@ -184,9 +198,9 @@ def _from_hf_checkpoint(name: str) -> QAModel:
 def load_assets(args: Mapping[str, Any], cache_dir: Path) -> Assets:
     """Everything trials share, from the cache (built on first use)."""
     train_set, eval_set = load_datasets(args["data"])
-    train_set = _limit(train_set, args["data"].get("limit_train"))
-    eval_set = _limit(eval_set, args["data"].get("limit_eval"))
-    tokenizer = _tokenizer(args["backbone"], [train_set, eval_set], cache_dir)
+    train_set = limit_questions(train_set, args["data"].get("limit_train"))
+    eval_set = limit_questions(eval_set, args["data"].get("limit_eval"))
+    tokenizer = load_tokenizer(args["backbone"], [train_set, eval_set], cache_dir)
     settings = squad_data.FeatureSettings(args["max_seq_length"], args["doc_stride"],
                                           args["max_query_length"])
     with _locked(cache_dir / "features.lock"):
@@ -200,12 +214,14 @@ def load_assets(args: Mapping[str, Any], cache_dir: Path) -> Assets:
         if logits_path.exists():
             cached = torch.load(logits_path)
         else:
-            device = torch.device("cpu")
+            device = compute_device()
+            teacher.to(device)
             cached = {
                 "train": predict_logits(teacher, train_features, device).half(),
                 "metrics": squad_metrics(predict_logits(teacher, eval_features, device),
                                          eval_features, eval_rows, eval_set.data),
             }
+            teacher.cpu()
             torch.save(cached, logits_path)
     return Assets(train_set, eval_set, eval_rows, train_features, eval_features, teacher,
                   cached["train"], cached["metrics"], always_no_answer_baseline(eval_set.data))

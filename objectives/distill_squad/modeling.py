@@ -66,7 +66,7 @@ def pretrained_encoder(name_or_path: str, max_positions: int) -> QAModel:
         raise ValueError(f"backbone {name_or_path!r} takes at most "
                          f"{encoder.config.max_position_embeddings} tokens, not {max_positions}")
     model = QAModel(encoder.config)
-    model.encoder = encoder
+    model.encoder = encoder.float()  # trained in float32 whatever dtype the checkpoint holds
     return model
 
 
