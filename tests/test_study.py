@@ -24,8 +24,12 @@ pytestmark = pytest.mark.integration
 QA_METRICS = ("HasAns_exact", "NoAns_exact", "exact", "f1")
 
 
-def _study(workdir: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir}/storage/optuna.db")
+def _study(workdir: Path, name: str, *, read_only: bool = False) -> optuna.Study:
+    path = f"{workdir}/storage/optuna.db"
+    # Read-only while a driver may be creating the storage: Optuna would create its tables
+    # too, and the driver's own creation could then fail (UNIQUE constraint failed).
+    url = f"sqlite:///file:{path}?mode=ro&uri=true" if read_only else f"sqlite:///{path}"
+    return optuna.load_study(study_name=name, storage=url)
 
 
 def _mlflow(workdir: Path) -> mlflow.MlflowClient:
@@ -186,7 +190,7 @@ def _wait_for_finished(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and driver.poll() is None:
         try:
-            if len(_finished(_study(workdir, name))) >= count:
+            if len(_finished(_study(workdir, name, read_only=True))) >= count:
                 return
         except (KeyError, Exception):  # storage or study not created yet
             pass
