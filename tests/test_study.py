@@ -170,6 +170,21 @@ def test_failing_trials_are_recorded_and_the_study_carries_on(
     assert failed and all(c.info.status == "FAILED" and c.data.tags["hpo.reason"] for c in failed)
 
 
+def test_a_study_whose_every_trial_failed_exits_1_after_running_them_all(
+    workdir: Path, run_hpo: RunHpo
+) -> None:
+    # x > 0.8 raises in the objective: every trial fails.
+    result = run_hpo("study", str(TESTS_DIR / "support" / "flaky.yaml"), "--trials", "3",
+                     "--backend", "local", "--set", "parameters.x.low=0.85", "--no-progress",
+                     "--no-report")  # fmt: skip
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stderr.startswith("hpo: failed: no trial completed: 3 of the 3 finished")
+    assert len(result.stderr.strip().splitlines()) == 1
+    trials = _study(workdir, "flaky").get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3  # none stopped the study
+    assert all(t.user_attrs["fail_reason"].startswith("RuntimeError: diverged") for t in trials)
+
+
 def _start(workdir: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hpo", *args],
