@@ -8,19 +8,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-import pandas as pd
 
 from hpo.errors import ConfigError
-from hpo.execution.ray_backend import check_address, ray_init_kwargs
-from hpo.execution.ray_client import is_client_address, run_on_cluster
 from hpo.preflight import Report, run_preflight
-from hpo.runner import SPEC_ATTR, open_storage, run_study
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec, build_spec, load_spec
+from hpo.storage import PARENT_ATTR, SPEC_ATTR, open_storage
 from hpo.summary import StudySummary, front_rows
-from hpo.tracking import PARENT_ATTR
 
+# Ray, MLflow and pandas are imported by the functions that use them: commands that only
+# read a study start in a fraction of the time.
 if TYPE_CHECKING:
+    import pandas as pd
+
     from hpo.dashboard import Dashboard
     from hpo.report import Report as StudyReport
     from hpo.reproduce import Reproduction
@@ -79,6 +79,10 @@ def run(
 
     >>> summary = hpo.run("curves", trials=30)          # doctest: +SKIP
     """
+    from hpo.execution.ray_backend import check_address, ray_init_kwargs
+    from hpo.execution.ray_client import is_client_address, run_on_cluster
+    from hpo.runner import run_study
+
     spec = resolve_spec(study, overrides=overrides, study_name=study_name, **flags)
     if address and spec.backend == "local":
         raise ConfigError(f"--address {address!r} needs the ray backend, not --backend local")
@@ -143,6 +147,8 @@ def pareto_front(study_name: str, *, storage: str | None = None) -> pd.DataFrame
     study, spec = load(study_name, storage=storage)
     front = StudySummary.of(study.get_trials(deepcopy=False), spec.goals).front
     rows = front_rows(front, spec.goals, [c.metric for c in spec.constraints])
+    import pandas as pd
+
     return pd.DataFrame(rows)
 
 

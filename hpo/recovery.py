@@ -64,11 +64,17 @@ class Recovery:
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if frozen._trial_id in stale or _driver_is_dead(frozen.system_attrs):
                 trial = optuna.Trial(self.study, frozen._trial_id)
-                outcome = decide(self.spec, frozen.number, frozen.params, None)
+                outcome = decide(self.spec, frozen.number, _configuration(frozen), None)
                 recovered += tell(self.study, trial, outcome)
         if recovered and self.after is not None:
             self.after()
         return recovered
+
+
+def _configuration(frozen: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The parameters the trial runs (to run again): those it suggested, and those it was
+    enqueued with, which a trial killed before suggesting them has not recorded yet."""
+    return {**frozen.system_attrs.get("fixed_params", {}), **frozen.params}
 
 
 def _stale_trial_ids(study: optuna.Study) -> list[int]:

@@ -8,7 +8,6 @@ import warnings
 from datetime import datetime
 
 import optuna
-from sqlalchemy.exc import SQLAlchemyError
 
 from hpo.errors import ConfigError, RunError
 from hpo.execution import Observer, StudySearcher, run_trials, run_trials_locally
@@ -18,12 +17,12 @@ from hpo.objectives import resolve_objective
 from hpo.preflight import run_preflight
 from hpo.progress import Progress
 from hpo.provenance import PROVENANCE_ATTR, study_provenance
-from hpo.recovery import Heartbeat, Recovery, heartbeat_options
+from hpo.recovery import Heartbeat, Recovery
 from hpo.samplers import create_sampler
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, create_stopping
-from hpo.storage_retry import RetryingRDBStorage
+from hpo.storage import SPEC_ATTR, open_storage
 from hpo.summary import StudySummary
 from hpo.tracking import Tracker
 from hpo.trial_outputs import ATTR_GIT_COMMIT, TrialOutputs
@@ -31,40 +30,8 @@ from hpo.trials import ATTR_REPORTS, counts_towards_budget
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SPEC_ATTR = "hpo_spec"
 SESSIONS_ATTR = "driver_sessions"
 """How many drivers have opened the study so far (each seeds its sampler differently)."""
-
-
-def open_storage(
-    settings: Settings, *, create: bool = False, spec: StudySpec | None = None
-) -> optuna.storages.BaseStorage:
-    """The Optuna RDB storage; a database that cannot be reached is a runtime error.
-
-    Without ``create``, a SQLite file that does not exist is a user error (nothing is
-    created by commands that only read). With the ``spec`` of the study a driver runs, the
-    storage can also tell trials whose heartbeats stopped (:mod:`hpo.recovery`).
-    """
-    path = settings.sqlite_path
-    if not create and path is not None and not path.exists():
-        raise ConfigError(f"no storage at {path}; run `hpo study` first or pass --storage")
-    engine_kwargs = (
-        {"connect_args": {"timeout": 60}}
-        if settings.storage_url.startswith("sqlite")
-        else {"pool_pre_ping": True}
-    )
-    heartbeat = heartbeat_options(spec) if spec is not None else {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RetryingRDBStorage(
-                settings.storage_url, engine_kwargs=engine_kwargs, **heartbeat
-            )
-    except (SQLAlchemyError, OSError) as exc:
-        raise RunError(
-            f"cannot open storage {redact(settings.storage_url)}: "
-            f"{redact(str(exc).splitlines()[0])}"
-        ) from None
 
 
 def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:

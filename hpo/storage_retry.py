@@ -13,9 +13,11 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 import optuna
+from optuna.trial import TrialState
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from hpo.errors import RunError
@@ -72,23 +74,68 @@ def _warn(label: str, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+Attrs = tuple[Mapping[str, Any], Mapping[str, Any]]
+"""User and system attributes of a trial."""
+
+
 class RetryingRDBStorage(optuna.storages.RDBStorage):
     """Optuna's RDB storage whose every call is :func:`retrying` (opening it is not:
-    a database that cannot be reached at start is reported at once)."""
+    a database that cannot be reached at start is reported at once), with two writes of
+    hpo's own that take one transaction each."""
+
+    def start_trial(self, study_id: int, attrs: Callable[[int], Attrs]) -> int:
+        """Take the study's next trial (its oldest WAITING one, as ``Study.ask`` does, else
+        a new one) and make it RUNNING with the user and system attributes ``attrs(its
+        number)`` and, when this storage records heartbeats, its first heartbeat: all in
+        one transaction, so a driver killed at any point leaves either no trial or one
+        whose driver and heartbeat are known (:mod:`hpo.recovery` closes it)."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        trial_model = models.TrialModel
+        with _create_scoped_session(self.scoped_session) as session:
+            # Locked, as Optuna does when it numbers a new trial.
+            models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+            trial = (
+                session.query(trial_model)
+                .filter(trial_model.study_id == study_id)
+                .filter(trial_model.state == TrialState.WAITING)
+                .order_by(trial_model.number)
+                .with_for_update()
+                .first()
+            )
+            if trial is None:
+                trial = trial_model(study_id=study_id, number=None, state=TrialState.RUNNING)
+                session.add(trial)
+                session.flush()  # its id, which numbers it
+                trial.number = trial.count_past_trials(session)
+            trial.state, trial.datetime_start = TrialState.RUNNING, datetime.now()
+            trial_id, number = int(trial.trial_id), int(trial.number)
+            user, system = attrs(number)
+            self._set_attrs_without_commit(session, trial_id, user, system)
+            if self.heartbeat_interval is not None:
+                session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+        return trial_id
 
     def set_trial_attrs(
         self, trial_id: int, user: Mapping[str, Any], system: Mapping[str, Any]
     ) -> None:
         """Several user and system attributes of a running trial in one transaction (one
         commit instead of one per attribute: the commit is most of a write's cost)."""
-        from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
         with _create_scoped_session(self.scoped_session, True) as session:
-            for model, attrs in ((models.TrialUserAttributeModel, user),
-                                 (models.TrialSystemAttributeModel, system)):  # fmt: skip
-                for key, value in attrs.items():
-                    self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+            self._set_attrs_without_commit(session, trial_id, user, system)
+
+    def _set_attrs_without_commit(
+        self, session: Any, trial_id: int, user: Mapping[str, Any], system: Mapping[str, Any]
+    ) -> None:
+        from optuna.storages._rdb import models
+
+        for model, attrs in ((models.TrialUserAttributeModel, user),
+                             (models.TrialSystemAttributeModel, system)):  # fmt: skip
+            for key, value in attrs.items():
+                self._set_trial_attr_without_commit(session, model, trial_id, key, value)
 
 
 def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -103,3 +150,4 @@ for _name, _method in vars(optuna.storages.RDBStorage).items():
     if callable(_method) and (not _name.startswith("_") or _name in _PRIVATE_CALLS):
         setattr(RetryingRDBStorage, _name, _retried(_method))
 RetryingRDBStorage.set_trial_attrs = _retried(RetryingRDBStorage.set_trial_attrs)  # type: ignore[method-assign]
+RetryingRDBStorage.start_trial = _retried(RetryingRDBStorage.start_trial)  # type: ignore[method-assign]

@@ -32,12 +32,12 @@ from hpo.locking import study_lock
 from hpo.provenance import CONFIG_FILE, UNKNOWN, GitState, trial_config
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
+from hpo.storage import PARENT_ATTR
 from hpo.summary import StudySummary, front_rows
 from hpo.tracking_writer import TrackingWriter
 from hpo.trial_outputs import MODEL_DIR, model_dir
 from hpo.trials import ATTR_RUN_ID, ATTR_SEED, Outcome
 
-PARENT_ATTR = "mlflow_parent_run_id"
 TAG_STUDY, TAG_ROLE, TAG_TRIAL = "hpo.study", "hpo.role", "hpo.trial"
 TAG_COMMIT, TAG_MODEL = "hpo.git_commit", "hpo.model"
 _END_STATUS = {

@@ -15,7 +15,7 @@ import math
 import os
 import socket
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from hpo.spec import Parameter, StudySpec
 from hpo.stopping import Stop
-from hpo.storage_retry import RetryingRDBStorage
+from hpo.storage_retry import Attrs, RetryingRDBStorage
 
 # Both constraint formats carry identical values by construction (see module docstring).
 warnings.filterwarnings("ignore", message="Overwrite an old format constraint")
@@ -89,16 +89,39 @@ def counts_towards_budget(trial: optuna.trial.FrozenTrial) -> bool:
 def ask(
     study: optuna.Study, spec: StudySpec, attrs: Mapping[str, Any] | None = None
 ) -> tuple[optuna.Trial, dict[str, Any]]:
-    """Create a trial in storage and sample its active parameters in declaration order;
-    record its seed, its driver and ``attrs`` (user attributes) on it."""
-    trial = study.ask()
+    """Create a trial in storage (or take the next enqueued one) together with its seed,
+    its driver and ``attrs`` (user attributes), then sample its active parameters in
+    declaration order."""
+    user, system = dict(attrs or {}), {SYSTEM_DRIVER: driver_id()}
+    trial = _start(study, lambda number: ({ATTR_SEED: trial_seed(spec.seed, number), **user},
+                                          system))  # fmt: skip
     params: dict[str, Any] = {}
     for parameter in spec.parameters:
         if parameter.is_active(params):
             params[parameter.name] = _suggest(trial, parameter)
-    user = {ATTR_SEED: trial_seed(spec.seed, trial.number), **(attrs or {})}
-    set_attrs(trial, user, {SYSTEM_DRIVER: driver_id()})
     return trial, params
+
+
+def _start(study: optuna.Study, attrs: Callable[[int], Attrs]) -> optuna.Trial:
+    """``study.ask()``, with the attributes ``attrs(trial number)`` recorded in the same
+    transaction of hpo's storage: a driver killed in between would leave a RUNNING trial
+    that no driver owns and recovery cannot tell from a live one, holding a unit of the
+    budget for ever. Other storages (in memory: nothing outlives the driver) get them
+    after."""
+    storage = _hpo_storage(study)
+    if storage is None:
+        trial = study.ask()
+        set_attrs(trial, *attrs(trial.number))
+        return trial
+    study._thread_local.cached_all_trials = None  # as study.ask: read the storage afresh
+    trial_id = storage.start_trial(study._study_id, attrs)
+    study._storage.get_all_trials(study._study_id, deepcopy=False)  # Optuna's cache knows it
+    return optuna.Trial(study, trial_id)  # the sampler's before_trial, enqueued params
+
+
+def _hpo_storage(study: optuna.Study) -> RetryingRDBStorage | None:
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna's cache wraps it
+    return storage if isinstance(storage, RetryingRDBStorage) else None
 
 
 def set_attrs(
@@ -107,15 +130,14 @@ def set_attrs(
     """Record user (and system) attributes on a running trial: in one transaction with
     hpo's storage (one commit instead of one per attribute), else one by one."""
     system = system or {}
-    storage: Any = trial.storage
-    backend = getattr(storage, "_backend", storage)  # Optuna caches the RDB storage
-    if isinstance(backend, RetryingRDBStorage):
-        backend.set_trial_attrs(trial._trial_id, user, system)
+    storage = _hpo_storage(trial.study)
+    if storage is not None:
+        storage.set_trial_attrs(trial._trial_id, user, system)
     else:
         for key, value in user.items():
-            storage.set_trial_user_attr(trial._trial_id, key, value)
+            trial.storage.set_trial_user_attr(trial._trial_id, key, value)
         for key, value in system.items():
-            storage.set_trial_system_attr(trial._trial_id, key, value)
+            trial.storage.set_trial_system_attr(trial._trial_id, key, value)
     frozen = trial._cached_frozen_trial  # what trial.user_attrs returns
     frozen.user_attrs.update(user)
     frozen.system_attrs.update(system)

@@ -7,6 +7,7 @@ recorded with their reason, and no MLflow run left RUNNING.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -139,6 +140,46 @@ def test_driver_on_another_host_killed_its_trials_are_rerun_by_heartbeat(
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     children = _assert_mlflow_consistent(workdir, "curves", trials)
     assert children[stale.number] == "KILLED"
+
+
+def _killed_in_ask(workdir: Path, commit: int, *options: str) -> None:
+    script = TESTS_DIR / "support" / "killed_in_ask.py"
+    child = subprocess.run([sys.executable, str(script), "curves", str(commit), *options],
+                           cwd=workdir, env=hpo_env(), capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert child.returncode == -9, child.stderr[-3000:]
+
+
+def test_driver_killed_while_asking_leaves_no_trial_that_holds_the_budget(
+    workdir: Path, run_hpo: RunHpo
+) -> None:
+    # A driver killed between two storage commits of its ask must leave no RUNNING trial
+    # that no driver owns: recovery must be able to close every trial it leaves.
+    _killed_in_ask(workdir, 0)  # after a whole ask: the trial has its params
+    # Closes that trial (dead driver) and enqueues its re-run, which it takes in its first
+    # write, then dies.
+    _killed_in_ask(workdir, 1, "--recover")
+    # A new trial, killed at its first write; as if on another host: only its heartbeat
+    # can tell that its driver is gone.
+    _killed_in_ask(workdir, 1, "--host", "elsewhere")
+    time.sleep(3.5)  # the grace period: 3 heartbeat intervals of 1 s
+    storage = SQLITE.format(workdir)
+    asked = load_trials(storage, "curves")
+    assert [t.state for t in asked] == [TrialState.FAIL] + [TrialState.RUNNING] * 2
+    assert asked[1].system_attrs.get("fixed_params") == asked[0].params != {}
+    # Taken with the driver that runs it, in the write that made it RUNNING.
+    drivers = [t.system_attrs.get("hpo:driver", "none") for t in asked[1:]]
+    assert drivers[0].startswith(f"{socket.gethostname()}:") and drivers[1] == "elsewhere:1"
+
+    result = run_hpo("study", "curves", "--trials", "3", "--backend", "local", "--no-progress",
+                     "--no-report", "--set", "objective.args.steps=3",
+                     "--set", "run.heartbeat_interval=1")  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = load_trials(storage, "curves")
+    assert len(counted(trials)) == 3, [(t.number, t.state, t.user_attrs) for t in trials]
+    assert all(t.user_attrs.get("interrupted") for t in trials[:3])
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert [t.params for t in counted(trials)].count(asked[0].params) == 1  # run again
 
 
 def _pg_ctl(action: str) -> None:

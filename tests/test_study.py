@@ -24,8 +24,12 @@ pytestmark = pytest.mark.integration
 QA_METRICS = ("HasAns_exact", "NoAns_exact", "exact", "f1")
 
 
-def _study(workdir: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir}/storage/optuna.db")
+def _study(workdir: Path, name: str, *, read_only: bool = False) -> optuna.Study:
+    path = f"{workdir}/storage/optuna.db"
+    # Read-only while a driver may be creating the storage: Optuna would create its tables
+    # too, and the driver's own creation could then fail (UNIQUE constraint failed).
+    url = f"sqlite:///file:{path}?mode=ro&uri=true" if read_only else f"sqlite:///{path}"
+    return optuna.load_study(study_name=name, storage=url)
 
 
 def _mlflow(workdir: Path) -> mlflow.MlflowClient:
@@ -166,6 +170,21 @@ def test_failing_trials_are_recorded_and_the_study_carries_on(
     assert failed and all(c.info.status == "FAILED" and c.data.tags["hpo.reason"] for c in failed)
 
 
+def test_a_study_whose_every_trial_failed_exits_1_after_running_them_all(
+    workdir: Path, run_hpo: RunHpo
+) -> None:
+    # x > 0.8 raises in the objective: every trial fails.
+    result = run_hpo("study", str(TESTS_DIR / "support" / "flaky.yaml"), "--trials", "3",
+                     "--backend", "local", "--set", "parameters.x.low=0.85", "--no-progress",
+                     "--no-report")  # fmt: skip
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stderr.startswith("hpo: failed: no trial completed: 3 of the 3 finished")
+    assert len(result.stderr.strip().splitlines()) == 1
+    trials = _study(workdir, "flaky").get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3  # none stopped the study
+    assert all(t.user_attrs["fail_reason"].startswith("RuntimeError: diverged") for t in trials)
+
+
 def _start(workdir: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hpo", *args],
@@ -186,7 +205,7 @@ def _wait_for_finished(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and driver.poll() is None:
         try:
-            if len(_finished(_study(workdir, name))) >= count:
+            if len(_finished(_study(workdir, name, read_only=True))) >= count:
                 return
         except (KeyError, Exception):  # storage or study not created yet
             pass

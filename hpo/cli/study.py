@@ -7,6 +7,7 @@ import shlex
 from typing import Any
 
 from hpo.cli._common import add_spec_options, spec_options
+from hpo.errors import RunError
 
 
 def register(commands: Any) -> None:
@@ -41,4 +42,10 @@ def run(args: argparse.Namespace) -> int:
         command=shlex.join(["hpo", *args.argv]),
     )
     print(f"done: {summary.line(summary.finished)}")
+    if summary.finished and not summary.complete and summary.failed:
+        # Every trial ran (a failing trial never stops the study), but nothing came of it.
+        raise RunError(
+            f"no trial completed: {summary.failed} of the {summary.finished} finished trials "
+            "failed (each trial's reason: its fail_reason attribute, the report, MLflow)"
+        )
     return 0
