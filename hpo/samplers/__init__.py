@@ -55,6 +55,8 @@ def tpe_options(spec: StudySpec) -> dict[str, Any]:
 
 
 def _tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
+    from hpo.samplers._pruned import PrunedAwareTPESampler  # hpo.spec imports this module
+
     with warnings.catch_warnings():
         # ``gamma`` is deprecated since Optuna 4.9 and slated for removal in 6.0 (pinned
         # below it in pyproject.toml); the warning would reach every study's log.
@@ -62,6 +64,8 @@ def _tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
         # ``group`` (conditional spaces) is experimental in Optuna: said once here, not in
         # every study's output.
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        if len(spec.directions) > 1:
+            return PrunedAwareTPESampler(spec.goals, seed=seed, **tpe_options(spec))
         return optuna.samplers.TPESampler(seed=seed, **tpe_options(spec))
 
 
