@@ -10,9 +10,10 @@ than the good set holds, the oldest stopped trials fill it, whatever they reache
 :class:`PrunedAwareTPESampler` ranks them with what hpo records on every stopped trial:
 the number of reports it made (its step) first, then the non-dominated rank of its last
 metrics among the trials stopped at the same step. COMPLETE trials still come first and
-infeasible ones last, as in Optuna. A stopped trial that cannot be judged (degenerate, a
-constraint violated at its last report, an objective metric missing or not finite) always
-stays in the bad set. Without PRUNED trials the split is Optuna's own.
+infeasible ones (a constraint violated, at the last report for a stopped trial) last, by
+total violation, as in Optuna. A feasible stopped trial that cannot be judged (stopped as
+degenerate, an objective metric missing or not finite) always stays in the bad set.
+Without feasible PRUNED trials the split is Optuna's own.
 """
 
 from __future__ import annotations
@@ -43,12 +44,15 @@ def _reached(trial: FrozenTrial) -> int:
     return len(reports) if reports else int(trial.user_attrs.get(ATTR_STEPS, 0))
 
 
+def _infeasible(trial: FrozenTrial) -> bool:
+    """Optuna ranks such trials itself, after all others, by their total violation."""
+    return any(value > 0 for value in trial.constraints.values())
+
+
 def _judged(trial: FrozenTrial, goals: Sequence[Goal]) -> list[float] | None:
     """A stopped trial's last objective values, smaller is better; None if it cannot be
     judged on them (see the module docstring)."""
     if str(trial.user_attrs.get(ATTR_STOPPED, "")).startswith(DEGENERATE):
-        return None
-    if any(value > 0 for value in trial.constraints.values()):
         return None
     metrics = trial.user_attrs.get(ATTR_METRICS) or {}
     values = [float(metrics.get(goal.metric, math.nan)) for goal in goals]
@@ -82,17 +86,19 @@ def rank_pruned(
 def split_trials(
     study: optuna.Study, trials: list[FrozenTrial], n_below: int, goals: Sequence[Goal]
 ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-    """Optuna's good/bad split with PRUNED trials ranked by :func:`rank_pruned`.
+    """Optuna's good/bad split with feasible PRUNED trials ranked by :func:`rank_pruned`.
 
     Optuna sorts PRUNED trials by a score that ties for all of them in a multi-objective
     study, stably: the order they are handed in is their rank. Those that cannot be judged
-    are kept out of it and added to the bad set.
+    are kept out of it and added to the bad set. Trials violating a constraint (at their
+    last report, for PRUNED ones) are left to Optuna, which ranks them after all others.
     """
-    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and not _infeasible(t)]
     if not pruned:
         return _split_trials(study, trials, n_below)
     ranked, unjudged = rank_pruned(pruned, goals)
-    rest = [t for t in trials if t.state != TrialState.PRUNED]
+    ids = {t.number for t in pruned}
+    rest = [t for t in trials if t.number not in ids]
     below, above = _split_trials(study, rest + ranked, n_below)
     return below, sorted(above + unjudged, key=lambda t: t.number)
 
