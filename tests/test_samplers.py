@@ -59,5 +59,12 @@ def test_auto_runs_a_constrained_study_without_optuna_warnings() -> None:
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "random"])
 def test_named_samplers_are_still_optuna_s(name: str) -> None:
     spec = dataclasses.replace(load_spec("bnh"), sampler=name)
-    assert type(create_sampler(spec)).__name__ == {
-        "tpe": "TPESampler", "nsga2": "NSGAIISampler", "random": "RandomSampler"}[name]
+    assert isinstance(create_sampler(spec), {
+        "tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+        "random": optuna.samplers.RandomSampler}[name])
+
+
+def test_single_objective_tpe_is_optuna_s_own() -> None:
+    # Multi-objective TPE ranks stopped trials itself (hpo.samplers._pruned).
+    assert type(create_sampler(single_objective_bnh())) is optuna.samplers.TPESampler
+    assert type(create_sampler(load_spec("bnh"))).__name__ == "PrunedAwareTPESampler"
