@@ -17,7 +17,7 @@ from objectives.distill_squad.modeling import (
     tiny_config,
     with_lora,
 )
-from objectives.distill_squad.objective import DistillSquadObjective
+from objectives.distill_squad.objective import DistillSquadObjective, student_params
 from objectives.distill_squad.training import TrainSettings, answers, distillation_loss
 
 
@@ -117,6 +117,19 @@ def test_students_start_from_the_teachers_layers_when_shapes_allow() -> None:
                            teacher.encoder.embeddings.word_embeddings.weight)
     with pytest.raises(ValueError, match="init must be"):
         build_student(teacher, {"init": "distil"})
+    one, _ = build_student(teacher, {"n_layers": 1})  # its first layer reads the embeddings
+    assert torch.equal(one.encoder.encoder.layer[0].attention.self.query.weight,
+                       teacher.encoder.encoder.layer[0].attention.self.query.weight)
+
+
+def test_the_flat_student_kind_sets_mode_and_init() -> None:
+    assert student_params({"student": "distilled", "n_layers": 1}) == {
+        "student": "distilled", "n_layers": 1, "mode": "full", "init": "teacher"}
+    assert student_params({"student": "lora"})["mode"] == "lora"
+    assert student_params({"student": "scratch"})["init"] == "scratch"
+    assert student_params({"mode": "lora"}) == {"mode": "lora"}  # studies from before it
+    with pytest.raises(ValueError, match="student must be one of distilled, lora, scratch"):
+        student_params({"student": "pruned"})
 
 
 def _bert_params(vocab: int, positions: int, hidden: int, layers: int, ffn: int) -> int:

@@ -82,11 +82,11 @@ def build_student(teacher: QAModel, params: Mapping[str, Any]) -> tuple[QAModel,
     from the teacher's weights.
 
     ``init: teacher`` (the default) copies the teacher's embeddings and evenly spaced
-    layers, as DistilBERT does: the student then has the teacher's hidden size and
-    attention heads (its query/key/value weights are split per head; another head count
-    would scramble what the copied attention learned). ``init: scratch`` builds a random
-    student of ``hidden_size`` and ``n_heads``; a ``hidden_size`` other than the teacher's
-    also means from scratch.
+    layers (its first and last; one layer: its first), as DistilBERT does: the student
+    then has the teacher's hidden size and attention heads (its query/key/value weights
+    are split per head; another head count would scramble what the copied attention
+    learned). ``init: scratch`` builds a random student of ``hidden_size`` and
+    ``n_heads``; a ``hidden_size`` other than the teacher's also means from scratch.
 
     ``ffn_fraction`` is the share of the teacher's feed-forward width the student keeps
     (its intermediate size is that share of the teacher's intermediate/hidden ratio times
@@ -138,7 +138,11 @@ def ffn_neurons(layer: BertLayer, keep: int) -> torch.Tensor:
 def _copy_from_teacher(student: QAModel, teacher: QAModel) -> None:
     student.encoder.embeddings.load_state_dict(teacher.encoder.embeddings.state_dict())
     n, total = student.config.num_hidden_layers, teacher.config.num_hidden_layers
-    picks = [round(i * (total - 1) / max(1, n - 1)) for i in range(n)] if n > 1 else [total - 1]
+    # Evenly spaced, first and last included; one layer: the first, which reads the copied
+    # embeddings as it was trained to (measured on the offline default: a 1-layer student
+    # from the teacher's first layer scored exact 81.5 after 1/6 of training at lr 3e-4, from
+    # its last layer 50.5, the no-answer baseline, and it then learned at lr 1e-3-3e-3 only).
+    picks = [round(i * (total - 1) / max(1, n - 1)) for i in range(n)]
     for mine, theirs in zip(student.encoder.encoder.layer, picks, strict=True):
         source = teacher.encoder.encoder.layer[theirs]
         state = dict(source.state_dict())
