@@ -48,8 +48,9 @@ class DistillSquadObjective(Objective):
     measured_metrics: ClassVar[tuple[str, ...]] = ("latency_ms",)
     parameters: ClassVar[tuple[str, ...] | None] = (
         "student", "learning_rate", "n_layers", "init", "n_heads", "hidden_size", "ffn_fraction",
-        "dropout", "attention_dropout", "qa_dropout", "alpha_ce", "alpha_squad", "temperature",
-        "mode", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "epochs", "batch_size",
+        "kept_heads", "dropout", "attention_dropout", "qa_dropout", "alpha_ce", "alpha_squad",
+        "temperature", "mode", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "epochs",
+        "batch_size",
     )
     requires: ClassVar[tuple[str, ...]] = ("torch", "transformers", "tokenizers", "numpy", "tqdm")
 
