@@ -121,8 +121,9 @@ def build_student(teacher: QAModel, params: Mapping[str, Any]) -> tuple[QAModel,
         intermediate_size=max(1, round(fraction * t.intermediate_size * hidden / t.hidden_size)),
         hidden_dropout_prob=float(params.get("dropout", 0.1)),
         attention_probs_dropout_prob=float(params.get("attention_dropout", 0.1)),
-        **({"kept_heads": kept_heads} if kept_heads < heads else {}),
     )
+    if kept_heads < heads:  # saved with the config, so QAModel.load rebuilds the shapes
+        setattr(config, "kept_heads", kept_heads)  # noqa: B010 (BertConfig declares no such field)
     student = QAModel(config, qa_dropout=float(params.get("qa_dropout", 0.1)))
     if from_teacher:
         _copy_from_teacher(student, teacher)
