@@ -77,6 +77,7 @@ CASES = [
     (None, ["--constraint", "f9 >= 1"], ["constraints[0]", "unknown metric 'f9'"]),
     (None, ["--max-retries", "-1"], ["run.max_retries", "-1 is below the minimum 0"]),
     (None, ["--set", "run.heartbeat_interval=0.5"], ["run.heartbeat_interval", "0.5"]),
+    (None, ["--set", "run.startup_trials=0"], ["run.startup_trials", "below the minimum 1"]),
     (None, ["--set", "parameters.x.high=-1"], ["parameters.x.low", "greater than high -1"]),
     (None, ["--storage", "nosuchdb://host/x"], ["storage URL", "nosuchdb://host/x"]),
     (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,14 @@ from objectives.distill_squad import data as squad_data
 from objectives.distill_squad.assets import load_tokenizer, teacher_key
 from objectives.distill_squad.modeling import (
     QAModel,
+    attention_heads,
     build_student,
     count_params,
     ffn_neurons,
     tiny_config,
     with_lora,
 )
-from objectives.distill_squad.objective import DistillSquadObjective
+from objectives.distill_squad.objective import DistillSquadObjective, student_params
 from objectives.distill_squad.training import TrainSettings, answers, distillation_loss
 
 
@@ -118,6 +120,19 @@ def test_students_start_from_the_teachers_layers_when_shapes_allow() -> None:
                            teacher.encoder.embeddings.word_embeddings.weight)
     with pytest.raises(ValueError, match="init must be"):
         build_student(teacher, {"init": "distil"})
+    one, _ = build_student(teacher, {"n_layers": 1})  # its first layer reads the embeddings
+    assert torch.equal(one.encoder.encoder.layer[0].attention.self.query.weight,
+                       teacher.encoder.encoder.layer[0].attention.self.query.weight)
+
+
+def test_the_flat_student_kind_sets_mode_and_init() -> None:
+    assert student_params({"student": "distilled", "n_layers": 1}) == {
+        "student": "distilled", "n_layers": 1, "mode": "full", "init": "teacher"}
+    assert student_params({"student": "lora"})["mode"] == "lora"
+    assert student_params({"student": "scratch"})["init"] == "scratch"
+    assert student_params({"mode": "lora"}) == {"mode": "lora"}  # studies from before it
+    with pytest.raises(ValueError, match="student must be one of distilled, lora, scratch"):
+        student_params({"student": "pruned"})
 
 
 def _bert_params(vocab: int, positions: int, hidden: int, layers: int, ffn: int) -> int:
@@ -160,6 +175,36 @@ def test_narrow_students_keep_the_teachers_most_important_ffn_neurons() -> None:
     assert count_params(scratch)[0] == _bert_params(500, 48, 64, 1, 128)
     with pytest.raises(ValueError, match="ffn_fraction must be in"):
         build_student(teacher, {"ffn_fraction": 0})
+
+
+def test_students_keep_the_teachers_most_important_attention_heads(tmp_path: Path) -> None:
+    teacher = _teacher()
+    full, _ = build_student(teacher, {"n_layers": 1, "kept_heads": 4})
+    two, from_teacher = build_student(teacher, {"n_layers": 1, "kept_heads": 2})
+    # two heads fewer: q, k, v rows (weights and biases), output columns
+    assert from_teacher and count_params(full)[0] - count_params(two)[0] == 4 * 64 * 128 + 3 * 64
+    theirs, mine = teacher.encoder.encoder.layer[0], two.encoder.encoder.layer[0]
+    kept = attention_heads(theirs, 2)
+    value = theirs.attention.self.value.weight.view(4, 32, 128)
+    output = theirs.attention.output.dense.weight.view(128, 4, 32)
+    importance = value.flatten(1).norm(dim=1) * output.transpose(0, 1).flatten(1).norm(dim=1)
+    assert set(kept.tolist()) == set(importance.topk(2).indices.tolist())
+    # the kept heads compute exactly what they did in the teacher, whose other heads are
+    # silenced (value rows zeroed)
+    silenced = copy.deepcopy(theirs).eval()
+    others = [h for h in range(4) if h not in kept.tolist()]
+    with torch.no_grad():
+        silenced.attention.self.value.weight.view(4, 32, 128)[others] = 0
+        silenced.attention.self.value.bias.view(4, 32)[others] = 0
+    x = torch.randn(1, 5, 128)
+    expected = silenced.attention.output.dense(silenced.attention.self(x)[0])
+    got = mine.eval().attention.output.dense(mine.attention.self(x)[0])
+    assert torch.allclose(got, expected, atol=1e-5)
+    two.save(tmp_path / "model")  # a pruned student loads back with its own shapes
+    loaded = QAModel.load(tmp_path / "model")
+    assert count_params(loaded)[0] == count_params(two)[0]
+    with pytest.raises(ValueError, match=r"kept_heads must be in 1\.\.4"):
+        build_student(teacher, {"kept_heads": 8})
 
 
 def test_lora_trains_a_fraction_of_the_parameters() -> None:

