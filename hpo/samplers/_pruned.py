@@ -29,14 +29,11 @@ from optuna.samplers._tpe.sampler import _split_trials, default_gamma_multiobjec
 from optuna.study._multi_objective import _fast_non_domination_rank
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.stopping import DEGENERATE
 from hpo.trials import ATTR_METRICS, ATTR_REPORTS, ATTR_STEPS, ATTR_STOPPED
 
 if TYPE_CHECKING:
     from hpo.spec import Goal
-
-DEGENERATE = "degenerate"
-"""Prefix of the stop reason of the degenerate-run rules (``degenerate: NAME``)."""
-
 
 def _reached(trial: FrozenTrial) -> int:
     """How far a trial got: its number of reports (the budget early stopping counts)."""

@@ -10,7 +10,7 @@ from hpo.spec import StudySpec
 from hpo.stopping._asha import ASHA, by_metric, by_objectives
 from hpo.stopping._base import History, Stop, StoppingRule
 from hpo.stopping._median import MedianStop
-from hpo.stopping._rules import DegenerateStop, InfeasibleStopRule
+from hpo.stopping._rules import DEGENERATE, DegenerateStop, InfeasibleStopRule
 
 
 class EarlyStopping:
@@ -67,6 +67,7 @@ def create_stopping(spec: StudySpec) -> EarlyStopping:
 
 __all__ = [
     "ASHA",
+    "DEGENERATE",
     "DegenerateStop",
     "EarlyStopping",
     "History",

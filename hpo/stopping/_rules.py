@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from hpo.spec import Constraint, DegenerateRule, InfeasibleStop
 from hpo.stopping._base import History, Stop, StoppingRule
 
+DEGENERATE = "degenerate"
+"""Prefix of the reason of a trial stopped by a degenerate-run rule (``degenerate: NAME``)."""
+
 
 class DegenerateStop(StoppingRule):
     """Stops a trial whose last ``patience`` reports all match a degenerate rule."""
@@ -20,7 +23,7 @@ class DegenerateStop(StoppingRule):
             return None
         values = ", ".join(f"{c.metric} = {recent[-1][c.metric]:.4g}" for c in self.rule.when)
         budget = len(history.of(number))
-        return Stop(f"degenerate: {self.rule.name}", f"{values} at report {budget}")
+        return Stop(f"{DEGENERATE}: {self.rule.name}", f"{values} at report {budget}")
 
 
 class InfeasibleStopRule(StoppingRule):

@@ -121,9 +121,10 @@ def _teacher(args: Mapping[str, Any], tokenizer: Any, train_features: dict[str, 
     with _locked(directory.with_suffix(".lock")):
         if (directory / "weights.pt").exists():
             return QAModel.load(directory)
+        device = compute_device()
         print(f"distill-squad: fine-tuning the teacher ({args['backbone']}) once on "
-              f"{compute_device()}; cached in {directory}", file=sys.stderr, flush=True)
-        model = fine_tune_teacher(args, len(tokenizer), train_features, compute_device())
+              f"{device}; cached in {directory}", file=sys.stderr, flush=True)
+        model = fine_tune_teacher(args, len(tokenizer), train_features, device)
         model.save(directory)
         return model
 
