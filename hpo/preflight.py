@@ -267,7 +267,10 @@ def _sqlite_problems(path: Path) -> list[str]:
         with sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True) as db:
             db.execute("PRAGMA schema_version")
     except sqlite3.Error as exc:
-        return [f"{path} is not a usable SQLite database ({exc})"]
+        # A writer killed mid-transaction leaves a hot journal that only a read-write
+        # connection may roll back (SQLITE_READONLY_ROLLBACK): the study's own does.
+        if not getattr(exc, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
+            return [f"{path} is not a usable SQLite database ({exc})"]
     return []
 
 

@@ -108,6 +108,25 @@ def test_storage_problems_name_the_database_and_hide_its_password(workdir: Path)
     assert _contents(workdir) == {"text.db"}
 
 
+_KILLED_MID_WRITE = """
+import os, signal, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size = 1")  # changed pages spill into the file mid-transaction
+db.execute("CREATE TABLE t (x TEXT)")
+db.execute("BEGIN")
+db.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 2000)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_hot_journal_left_by_a_killed_driver_is_not_a_storage_problem(workdir: Path) -> None:
+    """The study's read-write connection rolls the journal back; the read-only check cannot."""
+    path = workdir / "optuna.db"
+    subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, str(path)], check=False)
+    assert (workdir / "optuna.db-journal").stat().st_size > 0
+    assert preflight("curves", storage=f"sqlite:///{path}", full=False).problems == []
+
+
 def test_disk_space_thresholds(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real free space, thresholds moved above it (a full disk cannot be made here)."""
     monkeypatch.setattr(preflight_module, "DISK_WARN_BYTES", 2**62)
