@@ -75,7 +75,7 @@ def test_moasha_promotes_non_dominated_and_ranks_infeasible_after_feasible() -> 
         2: {"exact": 55, "num_params": 20},   # feasible, dominated by 0 and 1
         3: {"exact": 49, "num_params": 1},    # infeasible: after every feasible trial
         4: {"exact": 30, "num_params": 2},    # infeasible, dominated by 3 (more violation)
-    })
+    }, 1)
     assert keys[0] == keys[1] < keys[2] < keys[3] < keys[4]
     asha = ASHA("moasha", ranking, grace_period=1, reduction_factor=2)
     decisions = feed(asha, [(n, m) for n, m in enumerate([
@@ -83,6 +83,21 @@ def test_moasha_promotes_non_dominated_and_ranks_infeasible_after_feasible() -> 
         {"exact": 55, "num_params": 20}, {"exact": 49, "num_params": 1},
     ])])
     assert decisions == [None, None, "moasha: rung 1", "moasha: rung 1"]
+
+
+def test_moasha_judges_constraints_from_the_infeasibility_grace_period_on() -> None:
+    """Before it, the smallest trial is never dominated, even at the no-answer baseline: a
+    slow-learning small model survives the first rung (its front place is judged later)."""
+    ranking = by_objectives((EXACT, SIZE), (Constraint.parse("exact >= 50"),), judged_from=2)
+    early = ranking({0: {"exact": 70, "num_params": 10}, 1: {"exact": 49, "num_params": 1}}, 1)
+    assert early[0] == early[1]  # both on the first front: objectives only
+    later = ranking({0: {"exact": 70, "num_params": 10}, 1: {"exact": 49, "num_params": 1}}, 2)
+    assert later[0] < later[1]
+    stopping = create_stopping(load_spec("distill-squad"))  # infeasible grace period 2
+    stops = [stopping.report(n, {"exact": e, "num_params": p, "exact_over_no_answer": e - 50,
+                                 "HasAns_exact": 50.0, "NoAns_exact": 50.0})
+             for n, (e, p) in enumerate([(70, 2e5), (71, 3e5), (69, 4e5), (49.5, 7e4)])]
+    assert [s.reason if s else None for s in stops] == [None, None, "moasha: rung 1", None]
 
 
 def test_extrapolation_follows_the_last_two_reports_to_the_horizon() -> None:

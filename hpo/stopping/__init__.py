@@ -51,8 +51,9 @@ def create_stopping(spec: StudySpec) -> EarlyStopping:
     if settings.scheduler == "median":
         rules.append(MedianStop(goal, settings.grace_period, settings.min_trials))
     elif settings.scheduler in ("asha", "moasha"):
+        judged_from = settings.infeasible.grace_period if settings.infeasible else 1
         ranking = (
-            by_objectives(spec.goals, spec.constraints)
+            by_objectives(spec.goals, spec.constraints, judged_from)
             if settings.scheduler == "moasha"
             else by_metric(goal)
         )

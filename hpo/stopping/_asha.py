@@ -9,6 +9,12 @@ The multi-objective version (MO-ASHA) ranks by non-dominated sorting of the obje
 the rung. Trials that violate a constraint there rank after every trial that does not,
 and among themselves by non-dominated sorting of (total violation, objectives), so a small
 model that is still infeasible early in training is not judged on accuracy alone.
+Constraints count from the report where the infeasibility rule starts judging them (its
+grace period): at an earlier rung every trial is ranked on its objectives alone. Why: a
+small model that learns slowly is still at the no-answer baseline at the first report
+(distill-squad: a one-head student at exact 49.5 after 1/6 of training ends at 65), so
+it would rank after every larger one and never reach the front it belongs to; among the
+objectives alone the smallest model is never dominated.
 
 With ``extrapolate`` (the default for MO-ASHA) the ranking sees each trial's metrics
 extended along the line through its last two reports to the end of training (the most
@@ -35,8 +41,9 @@ from hpo.pareto import minimized, nondominated_ranks
 from hpo.spec import Constraint, Goal
 from hpo.stopping._base import History, Stop, StoppingRule
 
-Ranking = Callable[[Mapping[int, Mapping[str, float]]], dict[int, Any]]
-"""Trials' metrics at a rung -> a sort key per trial (smaller is better)."""
+Ranking = Callable[[Mapping[int, Mapping[str, float]], int], dict[int, Any]]
+"""Trials' metrics at a rung, and the rung's report -> a sort key per trial (smaller is
+better)."""
 
 
 class ASHA(StoppingRule):
@@ -70,7 +77,7 @@ class ASHA(StoppingRule):
         if self.extrapolate:
             horizon = max(self.max_budget or 0, *map(len, history.reports.values()))
             reached = {n: extrapolated(history.of(n)[:budget], horizon) for n in reached}
-        keys = self.ranking(reached)
+        keys = self.ranking(reached, budget)
         better = sum(1 for key in keys.values() if key < keys[number])
         quota = max(1, int(len(reached) // self.reduction_factor))
         if better < quota:
@@ -102,7 +109,7 @@ def _worst_if_nan(value: float) -> float:
 def by_metric(goal: Goal) -> Ranking:
     """Rank on one objective."""
 
-    def ranking(reached: Mapping[int, Mapping[str, float]]) -> dict[int, Any]:
+    def ranking(reached: Mapping[int, Mapping[str, float]], budget: int) -> dict[int, Any]:
         return {
             n: _worst_if_nan(goal.minimized(m.get(goal.metric, math.nan)))
             for n, m in reached.items()
@@ -111,8 +118,11 @@ def by_metric(goal: Goal) -> Ranking:
     return ranking
 
 
-def by_objectives(goals: Sequence[Goal], constraints: Sequence[Constraint]) -> Ranking:
-    """Rank feasible trials by non-dominated sorting, then infeasible ones (see module)."""
+def by_objectives(
+    goals: Sequence[Goal], constraints: Sequence[Constraint], judged_from: int = 1
+) -> Ranking:
+    """Rank feasible trials by non-dominated sorting, then infeasible ones; constraints
+    count at rungs from report ``judged_from`` on (see module)."""
 
     def point(metrics: Mapping[str, float]) -> list[float]:
         values = [metrics.get(goal.metric, math.nan) for goal in goals]
@@ -124,9 +134,10 @@ def by_objectives(goals: Sequence[Goal], constraints: Sequence[Constraint]) -> R
             for c in constraints
         )
 
-    def ranking(reached: Mapping[int, Mapping[str, float]]) -> dict[int, Any]:
+    def ranking(reached: Mapping[int, Mapping[str, float]], budget: int) -> dict[int, Any]:
         keys: dict[int, Any] = {}
-        violations = {n: violation(m) for n, m in reached.items()}
+        judged = budget >= judged_from
+        violations = {n: violation(m) if judged else 0.0 for n, m in reached.items()}
         for infeasible in (False, True):
             group = [n for n, v in violations.items() if (v > 0) == infeasible]
             points = [
