@@ -68,7 +68,7 @@ def load_datasets(config: Mapping[str, Any]) -> tuple[squad_data.Dataset, squad_
     if config.get("train"):
         return squad_data.from_file(config["train"]), squad_data.from_file(config["eval"])
     seed = int(config.get("seed", 0))
-    return (squad_data.from_synthetic(int(config.get("synthetic_train", 2000)), seed, "train"),
+    return (squad_data.from_synthetic(int(config.get("synthetic_train", 8000)), seed, "train"),
             squad_data.from_synthetic(int(config.get("synthetic_eval", 400)), seed, "eval"))
 
 

@@ -2,12 +2,17 @@
 
 Each paragraph states 3-5 facts about 2-3 made-up countries, every fact of a different
 relation ("The capital of Zorvia is Kelmar.", "Zorvia was founded in 1742."). Questions ask
-one relation of one country. About half are unanswerable, always as *hard negatives*: the
-question names a relation the paragraph states for another country, or a country of the
-paragraph with a relation the paragraph does not state, so answering needs the question's
-country and relation to be matched to a fact, not just spotted. Answers are one word (two
-for a leader's name), so a tiny BERT learns the task in seconds while a poor configuration
-collapses to "no answer".
+one relation of one country, named (one hop) or, in about half of them, described by
+another of its facts (two hops: "What city is the capital of the country founded in
+1742?"). About half are unanswerable, always as *hard negatives*: the question names a
+relation the paragraph states for another country, or a country of the paragraph with a
+relation the paragraph does not state, or (two hops) describes a country by a value the
+paragraph does not state; so answering needs the question's country and relation to be
+matched to a fact, not just spotted. Answers are one word (two for a leader's name), so a
+tiny BERT learns the task in seconds while a poor configuration collapses to "no answer".
+Two hops make capacity pay: one attention layer cannot chain two facts, so a one-layer,
+one-head student answers them worse than larger ones (the study's front holds several
+sizes), where on one-hop questions alone the smallest student matched the teacher.
 
 The output is the official SQuAD 2.0 ``data`` list; everything depends only on the seed.
 """
@@ -18,7 +23,7 @@ import random
 from typing import Any, NamedTuple
 
 SOURCE_ID = "synthetic-squad-v2"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bump whenever the generated text changes: it is part of the objective's cache keys."""
 
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
@@ -67,11 +72,16 @@ COUNTRIES: tuple[str, ...] = tuple(_POOLS["country"])
 
 
 class Relation(NamedTuple):
-    """A relation's value pool and its phrasings; ``{e}`` is the country, ``{v}`` the value."""
+    """A relation's value pool and its phrasings; ``{e}`` is the country, ``{v}`` the value.
+
+    ``bridge`` names a country by its value of this relation, in two-hop questions ("the
+    country founded in {v}"): "What city is the capital of the country founded in 1742?"
+    """
 
     pool: str
     facts: tuple[str, ...]
     questions: tuple[str, ...]
+    bridge: str
 
 
 RELATIONS: dict[str, Relation] = {
@@ -79,41 +89,49 @@ RELATIONS: dict[str, Relation] = {
         "city",
         ("The capital of {e} is {v}.", "{e}'s capital is {v}.", "{v} is the capital of {e}."),
         ("What city is the capital of {e}?", "Which city is {e}'s capital?"),
+        "the country whose capital is {v}",
     ),
     "river": Relation(
         "river",
         ("The longest river in {e} is the {v}.", "The {v} is the longest river in {e}."),
         ("What river is the longest in {e}?", "Which river is the longest one in {e}?"),
+        "the country where the {v} is the longest river",
     ),
     "founded": Relation(
         "year",
         ("{e} was founded in {v}.", "In {v}, {e} was founded."),
         ("What year was {e} founded in?", "Which year was {e} founded?"),
+        "the country founded in {v}",
     ),
     "leader": Relation(
         "leader",
         ("The leader of {e} is {v}.", "{e} is led by {v}."),
         ("Who is the leader of {e}?", "Who leads {e}?"),
+        "the country led by {v}",
     ),
     "language": Relation(
         "language",
         ("People in {e} speak {v}.", "The language of {e} is {v}."),
         ("What language is spoken in {e}?", "Which language do people in {e} speak?"),
+        "the country where people speak {v}",
     ),
     "currency": Relation(
         "currency",
         ("The currency of {e} is the {v}.", "{e} pays with the {v}."),
         ("What currency does {e} use?", "Which currency is used in {e}?"),
+        "the country that pays with the {v}",
     ),
     "flag": Relation(
         "color",
         ("The flag of {e} is {v}.", "{e} has a {v} flag."),
         ("What color is the flag of {e}?", "Which color is {e}'s flag?"),
+        "the country with a {v} flag",
     ),
     "population": Relation(
         "population",
         ("{e} has {v} people.", "About {v} people live in {e}."),
         ("How many people live in {e}?", "How many people does {e} have?"),
+        "the country with {v} people",
     ),
 }
 _RELATION_NAMES = tuple(RELATIONS)
@@ -121,6 +139,7 @@ _ENTITIES = (2, 3)  # countries per paragraph (inclusive range)
 _FACTS = (3, 5)  # facts per paragraph, each of a different relation
 _QUESTIONS = (2, 4)  # questions per paragraph
 _OTHER_ENTITY_SHARE = 0.3  # unanswerable: another country's relation (else: an unstated one)
+_TWO_HOP_SHARE = 0.5  # questions that name the country by another of its facts
 
 
 def _value(rng: random.Random, relation: str) -> str:
@@ -156,30 +175,72 @@ def _paragraph(
     asked: set[tuple[str, str]] = set()
     for impossible in kinds:
         for _ in range(100):
-            if not impossible:
-                entity, rel = rng.choice(list(stated))
+            two_hop = rng.random() < _TWO_HOP_SHARE and _two_hop(rng, stated, impossible)
+            if two_hop:
+                subject, rel, answer_of = two_hop
+            elif not impossible:
+                subject, rel = rng.choice(list(stated))
+                answer_of = subject
             elif not missing or rng.random() < _OTHER_ENTITY_SHARE:  # another country's fact
                 owner, rel = rng.choice(list(stated))
-                entity = rng.choice([e for e in entities if e != owner])
+                subject, answer_of = rng.choice([e for e in entities if e != owner]), None
             else:  # a country of the paragraph, asked a relation never stated here
-                entity, rel = rng.choice(entities), rng.choice(missing)
-            if (entity, rel) not in asked:
+                subject, rel, answer_of = rng.choice(entities), rng.choice(missing), None
+            if (subject, rel) not in asked:
                 break
-        asked.add((entity, rel))
+        asked.add((subject, rel))
         answers: list[dict[str, Any]] = []
-        if not impossible:
-            text, start = stated[(entity, rel)], starts[(entity, rel)]
+        if answer_of is not None:
+            text, start = stated[(answer_of, rel)], starts[(answer_of, rel)]
             assert context[start : start + len(text)] == text, (context, text, start)
             answers.append({"text": text, "answer_start": start})
+        templates = RELATIONS[rel].questions
+        if two_hop:  # "Which city is the country founded in 1742's capital?": not that one
+            templates = tuple(t for t in templates if "{e}'s" not in t)
         qas.append(
             {
                 "id": f"{prefix}-{index:05d}-{len(qas)}",
-                "question": rng.choice(RELATIONS[rel].questions).format(e=entity),
+                "question": rng.choice(templates).format(e=subject),
                 "answers": answers,
                 "is_impossible": impossible,
             }
         )
     return entities, {"context": context, "qas": qas}
+
+
+def _two_hop(
+    rng: random.Random, stated: dict[tuple[str, str], str], impossible: bool
+) -> tuple[str, str, str | None] | None:
+    """A two-hop question: ``(subject, relation, answer owner)``, the subject naming a
+    country by another of its facts ("the country founded in 1742"); None where the
+    paragraph has no such question.
+
+    Answerable: the country the bridge names has the asked relation. Unanswerable, half
+    each: the bridge names a country of the paragraph that lacks the asked relation
+    (another one may have it), or a value the paragraph does not state (its relation
+    stated with another value, the asked relation stated for some country)."""
+    facts = list(stated)
+    if not impossible:
+        linked = [(b, r) for b in facts for r in facts if b[0] == r[0] and b[1] != r[1]]
+        if not linked:
+            return None
+        (owner, bridge), (_, rel) = rng.choice(linked)
+        return RELATIONS[bridge].bridge.format(v=stated[(owner, bridge)]), rel, owner
+    if rng.random() < 0.5:  # a country of the paragraph that lacks the asked relation
+        lacking = [(b, r) for b in facts for r in _RELATION_NAMES
+                   if r != b[1] and (b[0], r) not in stated]
+        if not lacking:
+            return None
+        (owner, bridge), rel = rng.choice(lacking)
+        return RELATIONS[bridge].bridge.format(v=stated[(owner, bridge)]), rel, None
+    others = [(b, r) for b in facts for r in facts if b[1] != r[1]]  # a value not stated
+    if not others:
+        return None
+    (owner, bridge), (_, rel) = rng.choice(others)
+    value = stated[(owner, bridge)]
+    while value == stated[(owner, bridge)]:
+        value = _value(rng, bridge)
+    return RELATIONS[bridge].bridge.format(v=value), rel, None
 
 
 def _generate(
