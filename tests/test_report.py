@@ -19,7 +19,8 @@ pytestmark = pytest.mark.integration
 
 STUDY = ("study", "curves", "--trials", "12", "--seed", "2", "--backend", "local",
          "--set", "objective.args.steps=6", "--no-progress")
-FIGURES = ("pareto_front", "hypervolume", "parallel_coordinates", "learning_curves")
+FIGURES = ("pareto_front", "hypervolume", "parallel_coordinates", "learning_curves",
+           "param_importance")
 
 
 def hpo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,9 +58,6 @@ def test_report_writes_figures_and_logs_them_to_mlflow(finished: tuple[Path, str
         png = (cwd / "out" / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
         assert f"src='{name}.png'" in html
-    # 4 complete trials: too few for parameter importance, which says so
-    assert "param_importance: not computed: needs at least 5 complete trials" in result.stdout
-    assert "needs at least 5 complete trials, the study has 4" in html
     counts = status(cwd)
     assert f"<td>{counts['pareto_size']}</td>" in html
     client = MlflowClient(tracking_uri=f"sqlite:///{cwd}/storage/mlflow.db")
@@ -79,11 +77,11 @@ def test_pareto_figure_shows_front_infeasible_and_stopped_apart(
     counts = status(cwd)
     assert plot.drawn["front"] == counts["pareto_size"] == 3
     assert plot.drawn["feasible"] == counts["feasible"] - counts["pareto_size"]
-    assert plot.drawn["infeasible"] == counts["complete"] - counts["feasible"] == 1
-    assert plot.drawn["pruned"] == counts["pruned"] == 5
+    assert plot.drawn["infeasible"] == counts["complete"] - counts["feasible"] == 4
+    assert plot.drawn["pruned"] == counts["pruned"] == 2
     assert plot.drawn["legend"][0] == "Pareto front (feasible): 3"
-    assert "infeasible (violates a constraint): 1" in plot.drawn["legend"]
-    assert "stopped early (last report): 5" in plot.drawn["legend"]
+    assert "infeasible (violates a constraint): 4" in plot.drawn["legend"]
+    assert "stopped early (last report): 2" in plot.drawn["legend"]
 
 
 def test_card_records_the_study_and_keeps_conclusions(finished: tuple[Path, str]) -> None:
@@ -128,6 +126,12 @@ def test_report_failure_does_not_fail_the_study_and_no_report_skips_it(
     result = hpo(cwd, *small, "--trials", "3", "--no-report")
     assert result.returncode == 0 and "report" not in result.stdout
     assert not (folder / "report").exists()
+    # 3 trials: too few for parameter importance, which the report says
+    result = hpo(cwd, "report", "small")
+    assert result.returncode == 0, result.stderr
+    assert "param_importance: not computed: needs at least 5 complete trials" in result.stdout
+    assert "needs at least 5 complete trials, the study has" in (
+        folder / "report" / "report.html").read_text()
 
 
 def test_bad_input(finished: tuple[Path, str]) -> None:

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.pareto import pareto_front
 from hpo.spec import bundled_study_dir, load_spec
 from hpo.trial_outputs import models_to_drop
+from objectives.distill_squad import synthetic
 from tests.conftest import hpo_env
 
 pytestmark = pytest.mark.integration
@@ -247,8 +248,9 @@ def test_distill_squad_front_keeps_models(distill: Path) -> None:
             assert "model" not in logged
     parent = next(r for r in mlflow_runs(distill, "tiny-distill")
                   if r.data.tags.get("hpo.role") == "study")
-    assert "synthetic-squad-v2 v1 seed 0 train sha256:" in parent.data.tags["hpo.input.data"]
-    assert "300 questions" in parent.data.tags["hpo.input.data"]
+    data = parent.data.tags["hpo.input.data"]
+    assert f"synthetic-squad-v2 v{synthetic.GENERATOR_VERSION} seed 0 train sha256:" in data
+    assert "300 questions" in data
     assert parent.data.tags["hpo.git_commit"] == "unknown"  # not a git repository
 
 
