@@ -8,6 +8,7 @@ import warnings
 from datetime import datetime
 
 import optuna
+from optuna.trial import TrialState
 
 from hpo.errors import ConfigError, RunError
 from hpo.execution import Observer, StudySearcher, run_trials, run_trials_locally
@@ -92,7 +93,8 @@ def restored_stopping(study: optuna.Study, spec: StudySpec) -> EarlyStopping:
     stopping = create_stopping(spec)
     for trial in study.get_trials(deepcopy=False):
         if counts_towards_budget(trial):
-            stopping.restore(trial.number, trial.user_attrs.get(ATTR_REPORTS, []))
+            stopping.restore(trial.number, trial.user_attrs.get(ATTR_REPORTS, []),
+                             trained=trial.state == TrialState.COMPLETE)
     return stopping
 
 

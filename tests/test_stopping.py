@@ -100,6 +100,28 @@ def test_moasha_judges_constraints_from_the_infeasibility_grace_period_on() -> N
     assert [s.reason if s else None for s in stops] == [None, None, "moasha: rung 1", None]
 
 
+def test_no_rung_stops_a_trial_at_the_end_of_its_training() -> None:
+    """Rungs at 2 and 6 with trials of 6 reports: once one trial has run to its end, a
+    trial reaching report 6 has done its work and is not judged there (it was: PRUNED
+    with all its training done, off the front)."""
+    later = [80.0, 80.0, 60.0, 60.0, 60.0, 60.0]  # best at rung 2, worse at report 6
+
+    def stops(stopping: EarlyStopping) -> list[str | None]:
+        return [(s := stopping.report(1, {"exact": e})) and s.reason for e in later]
+
+    finished = EarlyStopping([ASHA("asha", by_metric(EXACT), 2, 3)], ["exact"])
+    for _ in range(6):
+        assert finished.report(0, {"exact": 70.0}) is None
+    finished.finish(0)
+    assert stops(finished) == [None] * 6
+    unknown = EarlyStopping([ASHA("asha", by_metric(EXACT), 2, 3)], ["exact"])
+    unknown.restore(0, [{"exact": 70.0}] * 6)  # not known to have ended: rung 6 judges
+    assert stops(unknown) == [None] * 5 + ["asha: rung 6"]
+    resumed = EarlyStopping([ASHA("asha", by_metric(EXACT), 2, 3)], ["exact"])
+    resumed.restore(0, [{"exact": 70.0}] * 6, trained=True)
+    assert stops(resumed) == [None] * 6
+
+
 def test_extrapolation_follows_the_last_two_reports_to_the_horizon() -> None:
     reports = [{"exact": 30.0, "num_params": 5e6}, {"exact": 40.0, "num_params": 5e6}]
     # 10 points per report for 8 more reports; the static parameter count stays

@@ -151,6 +151,8 @@ class StudySearcher(Searcher):
             interrupted=self.interrupted, stop=self._stops.pop(trial_id, None),
         )
         outcome.reports = self.stopping.history.of(trial.number)
+        if outcome.state == TrialState.COMPLETE:
+            self.stopping.finish(trial.number)
         outcome.steps = self._steps.pop(trial_id, None)
         if node is not None:
             outcome.attrs[ATTR_NODE] = node

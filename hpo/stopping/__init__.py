@@ -32,11 +32,19 @@ class EarlyStopping:
                 return stop
         return None
 
-    def restore(self, number: int, reports: Sequence[Mapping[str, float]]) -> None:
+    def finish(self, number: int) -> None:
+        """Trial ``number`` ran to the end of its training (it was not stopped)."""
+        self.history.finish(number)
+
+    def restore(
+        self, number: int, reports: Sequence[Mapping[str, float]], trained: bool = False
+    ) -> None:
         """Bring back a finished trial's reports (a resumed study judges new trials
-        against every earlier one)."""
+        against every earlier one); ``trained``: it ran to the end of its training."""
         for metrics in reports:
             self.history.add(number, metrics)
+        if trained:
+            self.history.finish(number)
 
 
 def create_stopping(spec: StudySpec) -> EarlyStopping:

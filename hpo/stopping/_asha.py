@@ -1,9 +1,12 @@
 """Asynchronous successive halving (ASHA) on one metric or on several objectives.
 
-Rungs sit at ``grace_period * reduction_factor**k`` reports, below ``max_budget``. A trial
-reaching a rung continues only if fewer than ``max(1, n // reduction_factor)`` of the n
-trials that reached that rung so far (itself included) rank strictly better there;
-otherwise it is stopped. Nothing waits: early trials are judged against fewer peers.
+Rungs sit at ``grace_period * reduction_factor**k`` reports, below ``max_budget`` and
+below the end of training (the most reports of a trial that ran to its end: a rung at a
+trial's last report would stop it with all its training done, and keep it off the Pareto
+front). A trial reaching a rung continues only if fewer than ``max(1, n //
+reduction_factor)`` of the n trials that reached that rung so far (itself included) rank
+strictly better there; otherwise it is stopped. Nothing waits: early trials are judged
+against fewer peers.
 
 The multi-objective version (MO-ASHA) ranks by non-dominated sorting of the objectives at
 the rung. Trials that violate a constraint there rank after every trial that does not,
@@ -71,8 +74,8 @@ class ASHA(StoppingRule):
 
     def check(self, number: int, history: History) -> Stop | None:
         budget = len(history.of(number))
-        if not self.is_rung(budget):
-            return None
+        if not self.is_rung(budget) or 0 < history.trained <= budget:
+            return None  # no rung at the end of training: the trial has done its work
         reached = history.at(budget)
         if self.extrapolate:
             horizon = max(self.max_budget or 0, *map(len, history.reports.values()))

@@ -25,12 +25,19 @@ class History:
     """Every trial's reports, in order. A trial's budget so far is its number of reports."""
 
     reports: dict[int, list[dict[str, float]]] = field(default_factory=dict)
+    trained: int = 0
+    """The most reports made by a trial that ran to the end of its training (0: none yet):
+    where training ends, so where no rung may stop a trial."""
 
     def add(self, number: int, metrics: Mapping[str, float]) -> int:
         """Record trial ``number``'s next report; returns its budget (1 for the first)."""
         trial = self.reports.setdefault(number, [])
         trial.append(dict(metrics))
         return len(trial)
+
+    def finish(self, number: int) -> None:
+        """Trial ``number`` ran to the end of its training."""
+        self.trained = max(self.trained, len(self.of(number)))
 
     def of(self, number: int) -> list[dict[str, float]]:
         return self.reports.get(number, [])
