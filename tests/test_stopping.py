@@ -98,6 +98,15 @@ def test_moasha_judges_constraints_from_the_infeasibility_grace_period_on() -> N
                                  "HasAns_exact": 50.0, "NoAns_exact": 50.0})
              for n, (e, p) in enumerate([(70, 2e5), (71, 3e5), (69, 4e5), (49.5, 7e4)])]
     assert [s.reason if s else None for s in stops] == [None, None, "moasha: rung 1", None]
+    # ... but a report that looks degenerate ranks last: on real SQuAD 2.0 a learning
+    # student below the baseline (exact 30) was stopped at rung 1 behind an
+    # always-no-answer one at the baseline (47.9), which the degenerate rule then stopped
+    stopping = create_stopping(load_spec("distill-squad"))
+    always, learning = (47.9, 0.0, 100.0), (30.0, 20.0, 40.0)
+    stops = [stopping.report(n, {"exact": e, "num_params": 2e7, "exact_over_no_answer": e - 47.9,
+                                 "HasAns_exact": has, "NoAns_exact": no})
+             for n, (e, has, no) in enumerate([always, learning])]
+    assert stops == [None, None]
 
 
 def test_no_rung_stops_a_trial_at_the_end_of_its_training() -> None:

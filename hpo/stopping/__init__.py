@@ -61,7 +61,7 @@ def create_stopping(spec: StudySpec) -> EarlyStopping:
     elif settings.scheduler in ("asha", "moasha"):
         judged_from = settings.infeasible.grace_period if settings.infeasible else 1
         ranking = (
-            by_objectives(spec.goals, spec.constraints, judged_from)
+            by_objectives(spec.goals, spec.constraints, judged_from, settings.degenerate)
             if settings.scheduler == "moasha"
             else by_metric(goal)
         )

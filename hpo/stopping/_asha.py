@@ -13,11 +13,14 @@ the rung. Trials that violate a constraint there rank after every trial that doe
 and among themselves by non-dominated sorting of (total violation, objectives), so a small
 model that is still infeasible early in training is not judged on accuracy alone.
 Constraints count from the report where the infeasibility rule starts judging them (its
-grace period): at an earlier rung every trial is ranked on its objectives alone. Why: a
-small model that learns slowly is still at the no-answer baseline at the first report
-(distill-squad: a one-head student at exact 49.5 after 1/6 of training ends at 65), so
-it would rank after every larger one and never reach the front it belongs to; among the
-objectives alone the smallest model is never dominated.
+grace period): at an earlier rung every trial is ranked on its objectives alone, except
+that a report matching a degenerate-run rule ranks after all others. Why: a small model
+that learns slowly is still at the no-answer baseline at the first report (distill-squad:
+a one-head student at exact 49.5 after 1/6 of training ends at 65), so it would rank
+after every larger one and never reach the front it belongs to; among the objectives
+alone the smallest model is never dominated. But where learning students start below
+the baseline (real SQuAD 2.0 with a weak teacher), the always-no-answer one, at the
+baseline, would dominate them on the objectives alone: it is recognised instead.
 
 With ``extrapolate`` (the default for MO-ASHA) the ranking sees each trial's metrics
 extended along the line through its last two reports to the end of training (the most
@@ -41,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hpo.pareto import minimized, nondominated_ranks
-from hpo.spec import Constraint, Goal
+from hpo.spec import Constraint, DegenerateRule, Goal
 from hpo.stopping._base import History, Stop, StoppingRule
 
 Ranking = Callable[[Mapping[int, Mapping[str, float]], int], dict[int, Any]]
@@ -122,10 +125,14 @@ def by_metric(goal: Goal) -> Ranking:
 
 
 def by_objectives(
-    goals: Sequence[Goal], constraints: Sequence[Constraint], judged_from: int = 1
+    goals: Sequence[Goal],
+    constraints: Sequence[Constraint],
+    judged_from: int = 1,
+    degenerate: Sequence[DegenerateRule] = (),
 ) -> Ranking:
     """Rank feasible trials by non-dominated sorting, then infeasible ones; constraints
-    count at rungs from report ``judged_from`` on (see module)."""
+    count at rungs from report ``judged_from`` on, before it only the ``degenerate``
+    rules do (see module)."""
 
     def point(metrics: Mapping[str, float]) -> list[float]:
         values = [metrics.get(goal.metric, math.nan) for goal in goals]
@@ -139,8 +146,13 @@ def by_objectives(
 
     def ranking(reached: Mapping[int, Mapping[str, float]], budget: int) -> dict[int, Any]:
         keys: dict[int, Any] = {}
-        judged = budget >= judged_from
-        violations = {n: violation(m) if judged else 0.0 for n, m in reached.items()}
+        if budget >= judged_from:
+            violations = {n: violation(m) for n, m in reached.items()}
+        else:
+            violations = {
+                n: math.inf if any(rule.matches(m) for rule in degenerate) else 0.0
+                for n, m in reached.items()
+            }
         for infeasible in (False, True):
             group = [n for n, v in violations.items() if (v > 0) == infeasible]
             points = [
