@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,8 @@ import mlflow
 import optuna
 import pytest
 
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, RunError
+from hpo.execution import ray_client
 from hpo.execution.ray_backend import check_address, ray_init_kwargs, trial_resources
 from hpo.spec import load_spec
 from tests.conftest import TESTS_DIR, RunHpo, hpo_env
@@ -216,3 +217,33 @@ def test_local_backend_records_the_host(run_hpo: RunHpo, workdir: Path) -> None:
     study = optuna.load_study(study_name="curves",
                               storage=f"sqlite:///{workdir / 'storage' / 'optuna.db'}")
     assert study.trials[0].user_attrs["node"] == socket.gethostname()
+
+
+def _refusing(times: int, calls: list[str]) -> Callable[..., None]:
+    """A ``ray.init`` whose first ``times`` sessions the cluster fails to start."""
+
+    def init(address: str, **_: object) -> None:
+        calls.append(address)
+        if len(calls) <= times:
+            raise ConnectionAbortedError(
+                "Initialization failure from server:\nTraceback (most recent call last):\n"
+                "RuntimeError: Starting Ray client server failed.\n")
+
+    return init
+
+
+def test_a_session_the_cluster_failed_to_start_is_retried(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(ray_client, "_CONNECT_BACKOFF_S", 0.0)
+    calls: list[str] = []
+    monkeypatch.setattr(ray_client.ray, "init", _refusing(1, calls))
+    ray_client._connect("ray://head:10001", {})
+    assert calls == ["ray://head:10001"] * 2
+    assert "failed to start a client session" in capsys.readouterr().err
+
+    calls.clear()
+    monkeypatch.setattr(ray_client.ray, "init", _refusing(3, calls))
+    with pytest.raises(RunError, match=r"Starting Ray client server failed.*after 3 attempts"):
+        ray_client._connect("ray://head:10001", {})
+    assert len(calls) == 3

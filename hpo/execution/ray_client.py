@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -30,6 +31,8 @@ T = TypeVar("T")
 
 _POLL_S = 0.5
 """How often the driver on the cluster checks for the user's Ctrl+C."""
+_CONNECT_ATTEMPTS = 3
+_CONNECT_BACKOFF_S = 2.0
 
 def is_client_address(address: str | None) -> bool:
     return bool(address) and str(address).startswith("ray://")
@@ -111,6 +114,34 @@ def _result(ref: Any) -> Any:
         raise (cause if isinstance(cause, Exception) else exc) from None
 
 
+def _connect(address: str, runtime_env: dict[str, Any]) -> None:
+    """Open the Ray Client session, retrying a session the cluster failed to start.
+
+    For each client the head starts a server process of its own on a port from a small
+    range; when that start fails (a port taken meanwhile, a slow start on a loaded head)
+    the connection is refused with "Initialization failure from server", and a new
+    attempt gets a new server.
+    """
+    _use_token_if_available()
+    for attempt in range(1, _CONNECT_ATTEMPTS + 1):
+        try:
+            ray.init(address, runtime_env=runtime_env, log_to_driver=True,
+                     logging_level=logging.ERROR)
+            return
+        except ConnectionAbortedError as exc:  # the server side of the session failed
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            problem = lines[0] + (f" ({lines[-1].strip()})" if len(lines) > 1 else "")
+            if attempt == _CONNECT_ATTEMPTS:
+                raise RunError(f"cannot reach the Ray cluster at {address}: {problem}; "
+                               f"gave up after {attempt} attempts") from None
+            print(f"hpo: the Ray cluster at {address} failed to start a client session "
+                  f"({problem}); retrying", file=sys.stderr, flush=True)
+            time.sleep(_CONNECT_BACKOFF_S * attempt)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RunError(f"cannot reach the Ray cluster at {address}: "
+                           f"{str(exc).splitlines()[0]}") from None
+
+
 def run_on_cluster(
     address: str, runtime_env: dict[str, Any], driver: Callable[..., T], /, *args: Any,
     **kwargs: Any,
@@ -122,12 +153,7 @@ def run_on_cluster(
     """
     from ray.air.util.node import _force_on_current_node
 
-    _use_token_if_available()
-    try:
-        ray.init(address, runtime_env=runtime_env, log_to_driver=True, logging_level=logging.ERROR)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise RunError(f"cannot reach the Ray cluster at {address}: "
-                       f"{str(exc).splitlines()[0]}") from None
+    _connect(address, runtime_env)
     try:
         # num_cpus=0: the driver only waits on trials; on the node Ray Client serves from
         # (the head), as Ray Tune itself places its loop under Ray Client.
