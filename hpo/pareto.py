@@ -30,30 +30,25 @@ def minimized(values: Sequence[float], goals: Sequence[Goal]) -> list[float]:
 
 
 def nondominated(points: Sequence[Sequence[float]]) -> list[bool]:
-    """Whether each point is dominated by no other (smaller is better in each coordinate)."""
-    return [
-        not any(
-            all(a <= b for a, b in zip(other, point, strict=True)) and list(other) != list(point)
-            for other in points
-        )
-        for point in points
-    ]
+    """Whether each point is dominated by no other (smaller is better in each coordinate;
+    equal points do not dominate each other)."""
+    if len(points) == 0:
+        return []
+    return [bool(keep) for keep in moocore.is_nondominated(_finite(points), keep_weakly=True)]
 
 
 def nondominated_ranks(points: Sequence[Sequence[float]]) -> list[int]:
     """0 for the points no other point dominates, 1 for those dominated only by rank-0
     points, and so on."""
-    ranks = [-1] * len(points)
-    remaining = list(range(len(points)))
-    rank = 0
-    while remaining:
-        flags = nondominated([points[i] for i in remaining])
-        for i, first in zip(remaining, flags, strict=True):
-            if first:
-                ranks[i] = rank
-        remaining = [i for i, first in zip(remaining, flags, strict=True) if not first]
-        rank += 1
-    return ranks
+    if len(points) == 0:
+        return []
+    return [int(rank) for rank in moocore.pareto_rank(_finite(points))]
+
+
+def _finite(points: Sequence[Sequence[float]]) -> np.ndarray:
+    """The points as an array, infinities as the largest floats (moocore's sweeps do not
+    order infinite coordinates reliably; the dominance relation stays the same)."""
+    return np.nan_to_num(np.asarray(points, dtype=float), nan=np.nan)
 
 
 def pareto_front(trials: Sequence[FrozenTrial], goals: Sequence[Goal]) -> list[FrozenTrial]:

@@ -26,9 +26,9 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers._tpe.sampler import _split_trials, default_gamma_multiobjective
-from optuna.study._multi_objective import _fast_non_domination_rank
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.pareto import nondominated_ranks
 from hpo.stopping import DEGENERATE
 from hpo.trials import ATTR_METRICS, ATTR_REPORTS, ATTR_STEPS, ATTR_STOPPED
 
@@ -74,7 +74,7 @@ def rank_pruned(
     ranked: list[FrozenTrial] = []
     for step in sorted(judged, reverse=True):
         group = judged[step]
-        ranks = _fast_non_domination_rank(np.array([values for _, values in group]))
+        ranks = nondominated_ranks([values for _, values in group])
         order = sorted(range(len(group)), key=lambda i: (ranks[i], group[i][0].number))
         ranked.extend(group[i][0] for i in order)
     return ranked, unjudged
