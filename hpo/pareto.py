@@ -46,9 +46,12 @@ def nondominated_ranks(points: Sequence[Sequence[float]]) -> list[int]:
 
 
 def _finite(points: Sequence[Sequence[float]]) -> np.ndarray:
-    """The points as an array, infinities as the largest floats (moocore's sweeps do not
-    order infinite coordinates reliably; the dominance relation stays the same)."""
-    return np.nan_to_num(np.asarray(points, dtype=float), nan=np.nan)
+    """The points as an array, infinities as the largest floats and NaN as the worst:
+    moocore's sweeps (0.3.2) misorder infinite coordinates and some crash the interpreter
+    on them (MO-ASHA ranks missing metrics and violations as infinite). Among finite and
+    infinite points the dominance relation stays the same."""
+    array = np.asarray(points, dtype=float)
+    return np.nan_to_num(array, nan=np.finfo(float).max)
 
 
 def pareto_front(trials: Sequence[FrozenTrial], goals: Sequence[Goal]) -> list[FrozenTrial]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.pareto import hypervolume, pareto_front
+from hpo.pareto import hypervolume, nondominated, nondominated_ranks, pareto_front
 from hpo.spec import Constraint, Goal, load_spec
 from hpo.trials import ask, decide, tell
 
@@ -106,6 +107,26 @@ def test_pareto_front_matches_optuna_and_ignores_infeasible() -> None:
     # maximize acc from 0, minimize size up to 10: union of [0,0.9]x[8,10] and [0,0.8]x[2,10]
     assert hypervolume(front, goals) == pytest.approx(0.9 * 2 + 0.8 * 6)
     assert hypervolume(front, [Goal("acc", "maximize"), goals[1]]) is None
+
+
+def _dominates(a: list[float], b: list[float]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+
+def test_nondominated_sorting_follows_the_definition() -> None:
+    # Ties, infinities (MO-ASHA's missing metrics and violations) and 1 to 4 objectives.
+    rng = random.Random(0)
+    for _ in range(500):
+        m = rng.randint(1, 4)
+        points = [[rng.choice([math.inf, -math.inf]) if rng.random() < 0.1 else rng.randint(0, 4)
+                   for _ in range(m)] for _ in range(rng.randint(1, 25))]  # fmt: skip
+        flags = nondominated(points)
+        assert flags == [not any(_dominates(o, p) for o in points) for p in points], points
+        ranks = nondominated_ranks(points)
+        for p, rank in zip(points, ranks, strict=True):  # one rank below its best dominator
+            above = [r for o, r in zip(points, ranks, strict=True) if _dominates(o, p)]
+            assert rank == (max(above) + 1 if above else 0), points
+    assert nondominated([]) == [] and nondominated_ranks([]) == []
 
 
 def test_conditional_parameters_exist_only_when_their_condition_holds(tmp_path: Path) -> None:
