@@ -93,8 +93,9 @@ def restored_stopping(study: optuna.Study, spec: StudySpec) -> EarlyStopping:
     stopping = create_stopping(spec)
     for trial in study.get_trials(deepcopy=False):
         if counts_towards_budget(trial):
-            stopping.restore(trial.number, trial.user_attrs.get(ATTR_REPORTS, []),
-                             trained=trial.state == TrialState.COMPLETE)
+            stopping.restore(trial.number, trial.user_attrs.get(ATTR_REPORTS, []))
+            if trial.state == TrialState.COMPLETE:
+                stopping.finish(trial.number)
     return stopping
 
 

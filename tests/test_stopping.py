@@ -127,7 +127,8 @@ def test_no_rung_stops_a_trial_at_the_end_of_its_training() -> None:
     unknown.restore(0, [{"exact": 70.0}] * 6)  # not known to have ended: rung 6 judges
     assert stops(unknown) == [None] * 5 + ["asha: rung 6"]
     resumed = EarlyStopping([ASHA("asha", by_metric(EXACT), 2, 3)], ["exact"])
-    resumed.restore(0, [{"exact": 70.0}] * 6, trained=True)
+    resumed.restore(0, [{"exact": 70.0}] * 6)
+    resumed.finish(0)
     assert stops(resumed) == [None] * 6
 
 

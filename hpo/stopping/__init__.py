@@ -36,15 +36,11 @@ class EarlyStopping:
         """Trial ``number`` ran to the end of its training (it was not stopped)."""
         self.history.finish(number)
 
-    def restore(
-        self, number: int, reports: Sequence[Mapping[str, float]], trained: bool = False
-    ) -> None:
+    def restore(self, number: int, reports: Sequence[Mapping[str, float]]) -> None:
         """Bring back a finished trial's reports (a resumed study judges new trials
-        against every earlier one); ``trained``: it ran to the end of its training."""
+        against every earlier one); :meth:`finish` it too if it ran to its end."""
         for metrics in reports:
             self.history.add(number, metrics)
-        if trained:
-            self.history.finish(number)
 
 
 def create_stopping(spec: StudySpec) -> EarlyStopping:
