@@ -16,8 +16,9 @@ The same objective (``overhead_objective:Sleep``: sleep, return two metrics) run
 Overhead per trial = (wall - busy / concurrency) / N, where busy is the time measured
 inside the objective; utilization = busy / (wall x concurrency). Wall runs from the call to
 its return (Ray start and stop included for ``hpo`` and ``ray``); the ``steady`` columns
-use the span from the first trial's start to the last one's end instead. Headline: hpo's
-overhead as a multiple of each peer's. Prints a table and writes JSON (``--out``).
+use the span from the first trial's start to the last one's end instead, and
+``start_stop_s`` is the rest (the fixed cost of starting and ending a study). Headline:
+hpo's overhead as a multiple of each peer's. Prints a table and writes JSON (``--out``).
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[s
         "steady_overhead_ms": round(1000 * (steady - busy / CONCURRENCY) / len(spans), 1),
         "utilization": round(busy / (wall * CONCURRENCY), 3),
         "steady_utilization": round(busy / (steady * CONCURRENCY), 3),
+        "start_stop_s": round(wall - steady, 2),
     }
 
 
@@ -190,13 +192,22 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets: overhead < 100 ms per trial; >= 95% utilization at 5 s trials."""
+    """The issue's targets: overhead < 100 ms per trial; >= 95% utilization at 5 s trials;
+    each per trial while trials run (``steady``) and end to end, the fixed start and stop
+    of the study spread over its trials."""
     mine = [r for r in rows if r["peer"] == "hpo"]
-    overhead = [r["overhead_ms"] for r in mine if r["sleep_s"] < 5]
-    util = [r["utilization"] for r in mine if r["sleep_s"] >= 5]
+    short = [r for r in mine if r["sleep_s"] < 5]
+    long = [r for r in mine if r["sleep_s"] >= 5]
+
+    def every(rows: list[dict[str, Any]], key: str, ok: Any) -> bool | None:
+        return all(ok(r[key]) for r in rows) if rows else None
+
     return {
-        "overhead_under_100ms": all(o < 100 for o in overhead) if overhead else None,
-        "utilization_at_5s_over_95pct": all(u >= 0.95 for u in util) if util else None,
+        "steady_overhead_under_100ms": every(short, "steady_overhead_ms", lambda v: v < 100),
+        "steady_utilization_at_5s_over_95pct": every(
+            long, "steady_utilization", lambda v: v >= 0.95),
+        "overhead_under_100ms": every(short, "overhead_ms", lambda v: v < 100),
+        "utilization_at_5s_over_95pct": every(long, "utilization", lambda v: v >= 0.95),
     }
 
 

@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from hpo.settings import redact
 from hpo.spec import StudySpec
 
 PROVENANCE_ATTR = "provenance"
@@ -60,7 +61,7 @@ def git_state(directory: Path) -> GitState:
     commit = _command(["git", "rev-parse", "HEAD"], directory)
     if root is None or commit is None:
         return GitState()
-    diff = _command(["git", "diff", "HEAD"], directory) or ""
+    diff = redact(_command(["git", "diff", "HEAD"], directory) or "")  # URLs' passwords
     return GitState(commit.strip(), bool(diff), diff, root.strip())
 
 

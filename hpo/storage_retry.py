@@ -5,19 +5,30 @@ refused connection is retried with backoff for up to :data:`RETRY_SECONDS`, then
 study with a one-line :class:`~hpo.errors.RunError` (exit 1; running the same command
 again resumes it). Other database errors are raised at once. SQLAlchemy's
 ``pool_pre_ping`` replaces the pool's dead connections once the server is back.
+
+:class:`RetryingRDBStorage` also has the driver's own few-transaction writes: a commit is
+most of a write's cost, and Optuna makes one per parameter and per attribute (a trial
+started with its attributes; its parameters together; its outcome's attributes together;
+the budget counted without reading the trials).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
+import sqlite3
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import optuna
 from optuna.trial import TrialState
+from sqlalchemy import exists, func, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from hpo.errors import RunError
@@ -32,6 +43,10 @@ _TRANSIENT = (OperationalError, InterfaceError, DisconnectionError)
 _PRIVATE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_trial_id",
                   "_get_trials", "_get_stale_trial_ids")  # fmt: skip
 _last_warning: dict[str, float] = {}
+# Dialects whose INSERT ... ON CONFLICT DO UPDATE writes many attributes in one statement.
+_UPSERTS: dict[str, Callable[[Any], Any]] = {"postgresql": postgresql.insert}
+if sqlite3.sqlite_version_info >= (3, 24, 0):
+    _UPSERTS["sqlite"] = sqlite_dialect.insert
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -80,8 +95,61 @@ Attrs = tuple[Mapping[str, Any], Mapping[str, Any]]
 
 class RetryingRDBStorage(optuna.storages.RDBStorage):
     """Optuna's RDB storage whose every call is :func:`retrying` (opening it is not:
-    a database that cannot be reached at start is reported at once), with two writes of
+    a database that cannot be reached at start is reported at once), with writes of
     hpo's own that take one transaction each."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batches: dict[int, list[Callable[[Any], None]]] = {}
+
+    @contextlib.contextmanager
+    def batched(self, trial_id: int) -> Iterator[None]:
+        """The parameters and system attributes written to running trial ``trial_id``
+        inside the block, written in one transaction at its end. Optuna writes each in a
+        transaction of its own as it is sampled; the commit is most of a write's cost.
+        Nothing is written if the block raises."""
+        writes = self._batches[trial_id] = []
+        try:
+            yield
+        finally:
+            del self._batches[trial_id]
+        if writes:
+            self.write_batch(writes)
+
+    def write_batch(self, writes: list[Callable[[Any], None]]) -> None:
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for write in writes:
+                write(session)
+
+    def _set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: Any,
+        previous_distribution: Any,
+    ) -> None:
+        batch = self._batches.get(trial_id)
+        if batch is None:
+            super()._set_trial_param(
+                trial_id, param_name, param_value_internal, distribution, previous_distribution
+            )
+            return
+        batch.append(lambda session: self._set_trial_param_without_commit(
+            session, trial_id, param_name, param_value_internal, distribution,
+            previous_distribution))  # fmt: skip
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        from optuna.storages._rdb import models
+
+        batch = self._batches.get(trial_id)
+        if batch is None:
+            super().set_trial_system_attr(trial_id, key, value)
+            return
+        batch.append(lambda session: self._set_trial_attr_without_commit(
+            session, models.TrialSystemAttributeModel, trial_id, key, value))  # fmt: skip
 
     def start_trial(self, study_id: int, attrs: Callable[[int], Attrs]) -> int:
         """Take the study's next trial (its oldest WAITING one, as ``Study.ask`` does, else
@@ -122,20 +190,61 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
     ) -> None:
         """Several user and system attributes of a running trial in one transaction (one
         commit instead of one per attribute: the commit is most of a write's cost)."""
+        from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
         with _create_scoped_session(self.scoped_session, True) as session:
+            state = (
+                session.query(models.TrialModel.state)
+                .filter(models.TrialModel.trial_id == trial_id)
+                .scalar()
+            )
+            if state is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            self.check_trial_is_updatable(trial_id, state)
             self._set_attrs_without_commit(session, trial_id, user, system)
+
+    def count_trials(
+        self, study_id: int, states: Sequence[TrialState], *, unless_true: Sequence[str] = ()
+    ) -> int:
+        """The study's trials in ``states``, except those with a user attribute of
+        ``unless_true`` set to true: one query (reading the trials takes seven)."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        trial, attr = models.TrialModel, models.TrialUserAttributeModel
+        query = select(func.count()).select_from(trial).where(
+            trial.study_id == study_id, trial.state.in_(states))
+        if unless_true:
+            query = query.where(~exists().where(
+                attr.trial_id == trial.trial_id, attr.key.in_(unless_true),
+                attr.value_json == json.dumps(True)))  # fmt: skip
+        with _create_scoped_session(self.scoped_session) as session:
+            return int(session.execute(query).scalar_one())
 
     def _set_attrs_without_commit(
         self, session: Any, trial_id: int, user: Mapping[str, Any], system: Mapping[str, Any]
     ) -> None:
+        """One upsert statement per kind of attribute where the database has them (SQLite,
+        PostgreSQL); Optuna's own write, which loads the whole trial for each attribute,
+        elsewhere. The caller knows the trial is running."""
         from optuna.storages._rdb import models
 
+        upsert = _UPSERTS.get(self.engine.name)
         for model, attrs in ((models.TrialUserAttributeModel, user),
                              (models.TrialSystemAttributeModel, system)):  # fmt: skip
-            for key, value in attrs.items():
-                self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+            if not attrs:
+                continue
+            if upsert is None:
+                for key, value in attrs.items():
+                    self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+                continue
+            insert = upsert(model).values(
+                [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                 for k, v in attrs.items()])  # fmt: skip
+            session.execute(insert.on_conflict_do_update(
+                index_elements=[model.trial_id, model.key],
+                set_={"value_json": insert.excluded.value_json}))  # fmt: skip
 
 
 def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -148,6 +257,7 @@ def _retried(method: Callable[..., Any]) -> Callable[..., Any]:
 
 for _name, _method in vars(optuna.storages.RDBStorage).items():
     if callable(_method) and (not _name.startswith("_") or _name in _PRIVATE_CALLS):
+        _method = vars(RetryingRDBStorage).get(_name, _method)  # hpo's version, if any
         setattr(RetryingRDBStorage, _name, _retried(_method))
-RetryingRDBStorage.set_trial_attrs = _retried(RetryingRDBStorage.set_trial_attrs)  # type: ignore[method-assign]
-RetryingRDBStorage.start_trial = _retried(RetryingRDBStorage.start_trial)  # type: ignore[method-assign]
+for _name in ("count_trials", "set_trial_attrs", "start_trial", "write_batch"):
+    setattr(RetryingRDBStorage, _name, _retried(vars(RetryingRDBStorage)[_name]))

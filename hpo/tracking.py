@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunInfo, RunTag
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -46,6 +47,8 @@ _END_STATUS = {
     TrialState.FAIL: "FAILED",
 }
 _FLUSH_SECONDS = 2.0
+_SUMMARY_SECONDS = 1.0
+"""The study's summary metrics and front are logged at most this often (and at the end)."""
 _MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch
 
 for _noisy in ("alembic",):  # mlflow.store.db.utils: see hpo.tracking_writer
@@ -67,11 +70,14 @@ class Tracker:
             self.experiment_id = self._experiment(study.study_name, settings)
             self.parent_id = self._parent_run(study, settings)
         self.writer = TrackingWriter(settings.tracking_uri)
-        self._children: dict[int, Future[str | None]] = {}
-        """Each running trial's child run id, once the writer has created the run."""
+        self._children: dict[int, Future[RunInfo | None]] = {}
+        """Each running trial's child run, once the writer has created it."""
         self._pending: dict[int, list[Metric]] = {}
         self._last_flush = time.monotonic()
         self._front: tuple[int, ...] | None = None
+        self._summary: StudySummary | None = None
+        """The latest summary, while it is not logged yet."""
+        self._last_summary = -math.inf
 
     def _experiment(self, name: str, settings: Settings) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -190,31 +196,39 @@ class Tracker:
             TAG_COMMIT: self.git_commit,
         }
 
-        def create() -> str:
+        def create() -> RunInfo:
             run = self.client.create_run(
                 self.experiment_id, run_name=f"trial-{number:04d}", tags=tags
             )
-            return str(run.info.run_id)
+            return run.info
 
         self._children[number] = self.writer.submit(create, f"create the run of trial {number}")
         config = trial_config(self.spec, number, params, seed, self.git_commit)
         logged = {**params, "trial_number": number, "seed": seed}
 
-        def log_config(run_id: str) -> None:
-            self.client.log_dict(run_id, config, CONFIG_FILE)
-            self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in logged.items()])
+        def log_config(run: RunInfo) -> None:
+            # Into the run's artifact store directly: MlflowClient.log_dict would read the
+            # whole run back to find it.
+            repo = get_artifact_repository(run.artifact_uri, self.settings.tracking_uri)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / CONFIG_FILE
+                path.write_text(json.dumps(config, indent=2))
+                repo.log_artifact(str(path))
+            self.client.log_batch(
+                run.run_id, params=[Param(k, str(v)) for k, v in logged.items()]
+            )
 
         self._child(number, "log the configuration of", log_config)
 
-    def _child(self, number: int, what: str, write: Callable[[str], object]) -> None:
-        """Queue ``write(run_id)`` for trial ``number``'s child run (skipped if that run
-        could not be created)."""
+    def _child(self, number: int, what: str, write: Callable[[RunInfo], object]) -> None:
+        """Queue ``write(run)`` for trial ``number``'s child run (skipped if that run could
+        not be created)."""
         created = self._children[number]
 
         def call() -> None:
-            run_id = created.result()  # done: the writer runs its queue in order
-            if run_id is not None:
-                write(run_id)
+            run = created.result()  # done: the writer runs its queue in order
+            if run is not None:
+                write(run)
 
         self.writer.submit(call, f"{what} trial {number}")
 
@@ -222,8 +236,8 @@ class Tracker:
         """The attributes to record on trial ``number`` when it ends: its MLflow run id
         (waits for the writer to have created the run, normally long done)."""
         created = self._children.get(number)
-        run_id = created.result() if created is not None else None
-        return {} if run_id is None else {ATTR_RUN_ID: run_id}
+        run = created.result() if created is not None else None
+        return {} if run is None else {ATTR_RUN_ID: run.run_id}
 
     def trial_reported(self, number: int, step: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
@@ -235,28 +249,32 @@ class Tracker:
         if time.monotonic() - self._last_flush > _FLUSH_SECONDS:
             self.flush()
 
-    def flush(self, number: int | None = None) -> None:
-        """Queue the buffered intermediate metrics (of trial ``number``, or of all)."""
-        numbers = list(self._pending) if number is None else [number]
-        for n in numbers:
-            metrics = self._pending.pop(n, [])
-            for i in range(0, len(metrics), _MAX_BATCH):
-                chunk = metrics[i : i + _MAX_BATCH]
+    def flush(self) -> None:
+        """Queue the buffered intermediate metrics of every running trial."""
+        for number in list(self._pending):
+            for chunk in self._chunks(self._pending.pop(number)):
 
-                def log(run_id: str, chunk: list[Metric] = chunk) -> None:
-                    self.client.log_batch(run_id, metrics=chunk)
+                def log(run: RunInfo, chunk: list[Metric] = chunk) -> None:
+                    self.client.log_batch(run.run_id, metrics=chunk)
 
-                self._child(n, "log the metrics of", log)
+                self._child(number, "log the metrics of", log)
         self._last_flush = time.monotonic()
+
+    @staticmethod
+    def _chunks(metrics: list[Metric]) -> list[list[Metric]]:
+        return [metrics[i : i + _MAX_BATCH] for i in range(0, len(metrics), _MAX_BATCH)]
 
     def trial_finished(self, outcome: Outcome, summary: StudySummary) -> None:
         if outcome.number in self._children:
-            self.flush(outcome.number)
             self._close_child(outcome)
             del self._children[outcome.number]
-        self._log_summary(summary)
+        self._summary = summary
+        if time.monotonic() - self._last_summary >= _SUMMARY_SECONDS:
+            self._log_summary()
 
     def _close_child(self, outcome: Outcome) -> None:
+        """Its last metrics, final metrics and tags (one request when they fit), then its
+        status."""
         metrics = {f"final.{k}": v for k, v in outcome.metrics.items() if math.isfinite(v)}
         for constraint, value in zip(
             self.spec.constraints, outcome.constraints or [], strict=False
@@ -274,15 +292,23 @@ class Tracker:
         if outcome.stop is not None:
             tags.append(RunTag("hpo.stopped", outcome.stop.reason[:5000]))
         final = [Metric(k, v, now, 0) for k, v in metrics.items()]
+        chunks = self._chunks(self._pending.pop(outcome.number, []) + final) or [[]]
         status = "KILLED" if outcome.interrupted else _END_STATUS[outcome.state]
 
-        def end(run_id: str) -> None:
-            self.client.log_batch(run_id, metrics=final, tags=tags)
-            self.client.set_terminated(run_id, status)
+        def end(run: RunInfo) -> None:
+            for chunk in chunks[:-1]:
+                self.client.log_batch(run.run_id, metrics=chunk)
+            self.client.log_batch(run.run_id, metrics=chunks[-1], tags=tags)
+            self.client.set_terminated(run.run_id, status)
 
         self._child(outcome.number, "end the run of", end)
 
-    def _log_summary(self, summary: StudySummary) -> None:
+    def _log_summary(self) -> None:
+        """Queue the latest summary's metrics, and the front when it changed."""
+        summary, self._summary = self._summary, None
+        if summary is None:
+            return
+        self._last_summary = time.monotonic()
         values: dict[str, float] = {
             "feasible_trials": summary.feasible, "pareto_size": len(summary.front),
         }
@@ -290,7 +316,7 @@ class Tracker:
             values["hypervolume"] = summary.hypervolume
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, summary.finished) for k, v in values.items()]
-        self.writer.submit(  # one request per finished trial
+        self.writer.submit(
             lambda: self.client.log_batch(self.parent_id, metrics=metrics),
             "log the study's summary metrics",
         )
@@ -329,12 +355,9 @@ class Tracker:
             if number in front:
                 done.add(number)
                 continue
-            from mlflow.store.artifact.artifact_repository_registry import (
-                get_artifact_repository,
-            )
-
+            repo = get_artifact_repository(run.info.artifact_uri, self.settings.tracking_uri)
             with contextlib.suppress(NotImplementedError, OSError):
-                get_artifact_repository(run.info.artifact_uri).delete_artifacts(MODEL_DIR)
+                repo.delete_artifacts(MODEL_DIR)
             self.client.set_tag(run.info.run_id, TAG_MODEL, "removed: left the Pareto front")
         for number in sorted(front - done):
             path = model_dir(self.settings, self.spec.name, number)
@@ -364,9 +387,10 @@ class Tracker:
     def close(self, *, interrupted: bool) -> None:
         """Write what is queued, end the runs still open, then stop the writer."""
         self.flush()
+        self._log_summary()
         for number in list(self._children):
             self._child(number, "end the run of",
-                        lambda run_id: self.client.set_terminated(run_id, "KILLED"))  # fmt: skip
+                        lambda run: self.client.set_terminated(run.run_id, "KILLED"))  # fmt: skip
         self._children.clear()
         self.writer.flush()
         # The parent is shared: the last driver of the study to finish ends it.

@@ -11,6 +11,7 @@ Constraint values are stored twice, with the same values: through Optuna 5's
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -22,6 +23,7 @@ from typing import Any
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+from optuna.study._tell import _tell_with_warning
 from optuna.trial import TrialState
 
 from hpo.spec import Parameter, StudySpec
@@ -76,13 +78,25 @@ def driver_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+NOT_COUNTED = (ATTR_INTERRUPTED, ATTR_RETRIED)
+"""User attributes that, set true, keep a finished trial out of the budget."""
+
+
 def counts_towards_budget(trial: optuna.trial.FrozenTrial) -> bool:
     """Finished trials count, except those closed because their driver went away and
     crashed ones that were retried."""
-    return (
-        trial.state in FINISHED
-        and not trial.user_attrs.get(ATTR_INTERRUPTED)
-        and not trial.user_attrs.get(ATTR_RETRIED)
+    return trial.state in FINISHED and not any(trial.user_attrs.get(k) for k in NOT_COUNTED)
+
+
+def budget_taken(study: optuna.Study) -> int:
+    """Trials that use up the study's budget: finished and counted, or running (any
+    driver). Two counting queries with hpo's storage, instead of reading the trials."""
+    storage = _hpo_storage(study)
+    if storage is None:
+        return sum(counts_towards_budget(t) or t.state == TrialState.RUNNING
+                   for t in study.get_trials(deepcopy=False))  # fmt: skip
+    return storage.count_trials(study._study_id, (TrialState.RUNNING,)) + storage.count_trials(
+        study._study_id, FINISHED, unless_true=NOT_COUNTED
     )
 
 
@@ -91,14 +105,17 @@ def ask(
 ) -> tuple[optuna.Trial, dict[str, Any]]:
     """Create a trial in storage (or take the next enqueued one) together with its seed,
     its driver and ``attrs`` (user attributes), then sample its active parameters in
-    declaration order."""
+    declaration order and store them together (with hpo's storage: two transactions in
+    all, whatever the number of parameters)."""
     user, system = dict(attrs or {}), {SYSTEM_DRIVER: driver_id()}
     trial = _start(study, lambda number: ({ATTR_SEED: trial_seed(spec.seed, number), **user},
                                           system))  # fmt: skip
     params: dict[str, Any] = {}
-    for parameter in spec.parameters:
-        if parameter.is_active(params):
-            params[parameter.name] = _suggest(trial, parameter)
+    storage = _hpo_storage(study)
+    with storage.batched(trial._trial_id) if storage else contextlib.nullcontext():
+        for parameter in spec.parameters:
+            if parameter.is_active(params):
+                params[parameter.name] = _suggest(trial, parameter)
     return trial, params
 
 
@@ -113,9 +130,12 @@ def _start(study: optuna.Study, attrs: Callable[[int], Attrs]) -> optuna.Trial:
         trial = study.ask()
         set_attrs(trial, *attrs(trial.number))
         return trial
-    study._thread_local.cached_all_trials = None  # as study.ask: read the storage afresh
     trial_id = storage.start_trial(study._study_id, attrs)
-    study._storage.get_all_trials(study._study_id, deepcopy=False)  # Optuna's cache knows it
+    # As study.ask: read the storage afresh once (the new trial, those finished meanwhile);
+    # the sampler reads this snapshot while it samples the trial.
+    study._thread_local.cached_all_trials = study._storage.get_all_trials(
+        study._study_id, deepcopy=False
+    )
     return optuna.Trial(study, trial_id)  # the sampler's before_trial, enqueued params
 
 
@@ -287,11 +307,10 @@ def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
         for budget, report in enumerate(outcome.reports, start=1):
             if metric in report and math.isfinite(report[metric]):
                 trial.report(report[metric], budget)
-    study.tell(
-        trial,
-        outcome.values if outcome.state == TrialState.COMPLETE else None,
-        state=outcome.state,
-    )
+    # Study.tell without reading the finished trial back to return it.
+    _tell_with_warning(
+        study, trial, outcome.values if outcome.state == TrialState.COMPLETE else None,
+        outcome.state)  # fmt: skip
     if outcome.interrupted:  # run again as it was (a retry stays that retry)
         links = {k: v for k, v in trial.user_attrs.items() if k in (ATTR_RETRY_OF, ATTR_ATTEMPT)}
         study.enqueue_trial(outcome.params, user_attrs=links, skip_if_exists=False)

@@ -154,3 +154,20 @@ objectives: [{metric: a, direction: minimize}]
 def test_set_outside_the_top_level_keys_means_an_objective_argument() -> None:
     spec = load_spec("curves", [("steps", 3), ("objective.args.noise", 0.0), ("run.seed", 4)])
     assert spec.objective_args == {"steps": 3, "noise": 0.0} and spec.seed == 4
+
+
+def test_the_recorded_git_diff_shows_no_password(tmp_path: Path) -> None:
+    import subprocess
+
+    from hpo.provenance import git_state
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "run.sh").write_text("hpo study curves\n")
+    git("add", "run.sh")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    (tmp_path / "run.sh").write_text("hpo study curves --storage postgresql://me:s3cret@db/x\n")
+    state = git_state(tmp_path)
+    assert state.dirty and "postgresql://me:***@db/x" in state.diff and "s3cret" not in state.diff

@@ -27,18 +27,20 @@ def test_measures_the_time_spent_inside_the_objective(tmp_path: Path) -> None:
     assert row["wall_s"] >= 0.6
     assert 0.3 < row["utilization"] <= 1.0
     assert 0.3 < row["steady_utilization"] <= 1.0
-    assert row["overhead_ms"] >= row["steady_overhead_ms"]
+    assert row["overhead_ms"] >= row["steady_overhead_ms"] and row["start_stop_s"] >= 0
 
 
 def test_ratios_and_targets() -> None:
     def row(peer: str, sleep: float, overhead_ms: float, util: float) -> dict[str, object]:
         return {"peer": peer, "sleep_s": sleep, "overhead_ms": overhead_ms,
-                "steady_overhead_ms": overhead_ms / 2, "utilization": util}
+                "steady_overhead_ms": overhead_ms / 2, "utilization": util,
+                "steady_utilization": min(1.0, util * 1.02)}
 
-    rows = [row("hpo", 0.0, 80.0, 0.0), row("optuna", 0.0, 40.0, 0.0),
-            row("ray", 0.0, 800.0, 0.0), row("hpo", 5.0, 300.0, 0.94)]
+    rows = [row("hpo", 0.0, 180.0, 0.0), row("optuna", 0.0, 90.0, 0.0),
+            row("ray", 0.0, 1800.0, 0.0), row("hpo", 5.0, 300.0, 0.94)]
     table = overhead.ratios(rows)
     assert [(r["vs"], r["overhead_x"]) for r in table] == [("optuna", 2.0), ("ray", 0.1)]
     assert overhead.targets(rows) == {
-        "overhead_under_100ms": True, "utilization_at_5s_over_95pct": False,
+        "steady_overhead_under_100ms": True, "steady_utilization_at_5s_over_95pct": True,
+        "overhead_under_100ms": False, "utilization_at_5s_over_95pct": False,
     }

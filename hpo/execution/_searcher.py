@@ -28,7 +28,7 @@ from hpo.trials import (
     STEP,
     Outcome,
     ask,
-    counts_towards_budget,
+    budget_taken,
     decide,
     tell,
 )
@@ -90,7 +90,7 @@ class StudySearcher(Searcher):
         with study_lock(self.settings, self.study.study_name):
             if self.recover is not None:
                 self.recover()
-            if self._taken() >= self.spec.trials:
+            if budget_taken(self.study) >= self.spec.trials:
                 return Searcher.FINISHED
             trial, params = ask(self.study, self.spec, self.attrs_at_start)
         self._live[trial_id] = (trial, params)
@@ -109,13 +109,6 @@ class StudySearcher(Searcher):
                 self.settings.study_dir(self.study.study_name) / "trials" / f"{trial.number:04d}"
             ),
         }
-
-    def _taken(self) -> int:
-        """Trials that use up the budget: finished and counted, or running (any driver)."""
-        return sum(
-            counts_towards_budget(t) or t.state == TrialState.RUNNING
-            for t in self.study.get_trials(deepcopy=False)
-        )
 
     def report(self, trial_id: str, result: dict[str, Any]) -> bool:
         """Pass an intermediate report on to the observers; True if the trial must stop."""

@@ -112,12 +112,13 @@ class PrunedAwareTPESampler(optuna.samplers.TPESampler):
     ) -> dict[str, Any]:
         if not study._is_multi_objective():
             return super()._sample(study, trial, search_space)
-        # TPESampler._sample (Optuna 5.0) with hpo's split.
+        # TPESampler._sample (Optuna 5.0) with hpo's split. The trials are those the ask
+        # read when this trial started, running ones included (Optuna reads them again
+        # with constant liar: one more storage read per trial for a few milliseconds).
         states = [TrialState.COMPLETE, TrialState.PRUNED]
         if self._constant_liar:
             states.append(TrialState.RUNNING)
-        trials = study._get_trials(
-            deepcopy=False, states=tuple(states), use_cache=not self._constant_liar)
+        trials = study._get_trials(deepcopy=False, states=tuple(states), use_cache=True)
         trials = [t for t in trials if t.number != trial.number]
         gamma = self._gamma or default_gamma_multiobjective
         finished = sum(t.state != TrialState.RUNNING for t in trials)
