@@ -123,6 +123,14 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
             for write in writes:
                 write(session)
 
+    def _defer(self, trial_id: int, write: Callable[[Any], None]) -> bool:
+        """Keep ``write(session)`` for the end of trial ``trial_id``'s batch, if one is
+        open; False if none is (write now)."""
+        batch = self._batches.get(trial_id)
+        if batch is not None:
+            batch.append(write)
+        return batch is not None
+
     def _set_trial_param(
         self,
         trial_id: int,
@@ -131,25 +139,19 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
         distribution: Any,
         previous_distribution: Any,
     ) -> None:
-        batch = self._batches.get(trial_id)
-        if batch is None:
+        if not self._defer(trial_id, lambda session: self._set_trial_param_without_commit(
+                session, trial_id, param_name, param_value_internal, distribution,
+                previous_distribution)):  # fmt: skip
             super()._set_trial_param(
                 trial_id, param_name, param_value_internal, distribution, previous_distribution
             )
-            return
-        batch.append(lambda session: self._set_trial_param_without_commit(
-            session, trial_id, param_name, param_value_internal, distribution,
-            previous_distribution))  # fmt: skip
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         from optuna.storages._rdb import models
 
-        batch = self._batches.get(trial_id)
-        if batch is None:
+        if not self._defer(trial_id, lambda session: self._set_trial_attr_without_commit(
+                session, models.TrialSystemAttributeModel, trial_id, key, value)):  # fmt: skip
             super().set_trial_system_attr(trial_id, key, value)
-            return
-        batch.append(lambda session: self._set_trial_attr_without_commit(
-            session, models.TrialSystemAttributeModel, trial_id, key, value))  # fmt: skip
 
     def start_trial(self, study_id: int, attrs: Callable[[int], Attrs]) -> int:
         """Take the study's next trial (its oldest WAITING one, as ``Study.ask`` does, else

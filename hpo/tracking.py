@@ -210,10 +210,7 @@ class Tracker:
             # Into the run's artifact store directly: MlflowClient.log_dict would read the
             # whole run back to find it.
             repo = get_artifact_repository(run.artifact_uri, self.settings.tracking_uri)
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / CONFIG_FILE
-                path.write_text(json.dumps(config, indent=2))
-                repo.log_artifact(str(path))
+            _log_files(repo.log_artifact, {CONFIG_FILE: json.dumps(config, indent=2)})
             self.client.log_batch(
                 run.run_id, params=[Param(k, str(v)) for k, v in logged.items()]
             )
@@ -330,13 +327,10 @@ class Tracker:
         rows = front_rows(
             summary.front, self.spec.goals, [c.metric for c in self.spec.constraints]
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            json_path = Path(tmp) / "pareto_front.json"
-            json_path.write_text(json.dumps(rows, indent=2, default=str))
-            csv_path = Path(tmp) / "pareto_front.csv"
-            csv_path.write_text(_csv(rows))
-            self.client.log_artifact(self.parent_id, str(json_path))
-            self.client.log_artifact(self.parent_id, str(csv_path))
+        _log_files(lambda path: self.client.log_artifact(self.parent_id, path), {
+            "pareto_front.json": json.dumps(rows, indent=2, default=str),
+            "pareto_front.csv": _csv(rows),
+        })  # fmt: skip
 
     def log_models(self, study: optuna.Study, summary: StudySummary) -> None:
         """Log the ``model/`` of each Pareto-front trial as its run's ``model`` artifact
@@ -403,6 +397,15 @@ class Tracker:
 
 def _is_server(tracking_uri: str) -> bool:
     return tracking_uri.split("://", 1)[0].lower() in ("http", "https")
+
+
+def _log_files(log_artifact: Callable[[str], object], files: Mapping[str, str]) -> None:
+    """Write ``files`` (name: text) to a temporary directory and log each one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in files.items():
+            path = Path(tmp) / name
+            path.write_text(text)
+            log_artifact(str(path))
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
