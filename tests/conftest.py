@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,7 +89,16 @@ def database_factory(postgres: str) -> Iterator[NewDatabase]:
     yield new
     with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
         for name in created:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # After a server restart a superuser's process (autovacuum) may be connected
+            # to the database for a moment; this role cannot end it, so wait for it.
+            for attempt in range(20):
+                try:
+                    c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    break
+                except psycopg.errors.InsufficientPrivilege:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.5)
 
 
 @pytest.fixture
