@@ -18,6 +18,7 @@ from hpo.stopping import (
     History,
     InfeasibleStopRule,
     MedianStop,
+    RungRanking,
     create_stopping,
 )
 from hpo.stopping._asha import by_metric, by_objectives, extrapolated
@@ -43,14 +44,15 @@ def feed(rule: ASHA | MedianStop, reports: list[tuple[int, dict[str, float]]]) -
 
 
 def test_rungs_are_geometric_from_the_grace_period_and_below_the_max_budget() -> None:
-    asha = ASHA("asha", by_metric(EXACT), grace_period=2, reduction_factor=3, max_budget=18)
+    asha = ASHA("asha", RungRanking(by_metric(EXACT)), grace_period=2, reduction_factor=3,
+                max_budget=18)
     assert [b for b in range(1, 30) if asha.is_rung(b)] == [2, 6]
-    unbounded = ASHA("asha", by_metric(EXACT), grace_period=1, reduction_factor=2)
+    unbounded = ASHA("asha", RungRanking(by_metric(EXACT)), grace_period=1, reduction_factor=2)
     assert [b for b in range(1, 20) if unbounded.is_rung(b)] == [1, 2, 4, 8, 16]
 
 
 def test_asha_keeps_the_top_fraction_at_each_rung_asynchronously() -> None:
-    asha = ASHA("asha", by_metric(EXACT), grace_period=1, reduction_factor=2)
+    asha = ASHA("asha", RungRanking(by_metric(EXACT)), grace_period=1, reduction_factor=2)
     decisions = feed(asha, [
         (0, {"exact": 50}),  # alone at rung 1: continues
         (1, {"exact": 40}),  # 2 at rung 1, best 1 continues: 0 is better -> stop
@@ -62,7 +64,7 @@ def test_asha_keeps_the_top_fraction_at_each_rung_asynchronously() -> None:
 
 
 def test_asha_on_a_minimized_metric_and_missing_values_rank_last() -> None:
-    asha = ASHA("asha", by_metric(SIZE), grace_period=1, reduction_factor=2)
+    asha = ASHA("asha", RungRanking(by_metric(SIZE)), grace_period=1, reduction_factor=2)
     assert feed(asha, [(0, {"num_params": 5.0}), (1, {"num_params": 3.0}), (2, {}),
                        (3, {"num_params": 9.0})]) == [None, None, "asha: rung 1", "asha: rung 1"]
 
@@ -77,7 +79,7 @@ def test_moasha_promotes_non_dominated_and_ranks_infeasible_after_feasible() -> 
         4: {"exact": 30, "num_params": 2},    # infeasible, dominated by 3 (more violation)
     }, 1)
     assert keys[0] == keys[1] < keys[2] < keys[3] < keys[4]
-    asha = ASHA("moasha", ranking, grace_period=1, reduction_factor=2)
+    asha = ASHA("moasha", RungRanking(ranking), grace_period=1, reduction_factor=2)
     decisions = feed(asha, [(n, m) for n, m in enumerate([
         {"exact": 70, "num_params": 10}, {"exact": 60, "num_params": 5},
         {"exact": 55, "num_params": 20}, {"exact": 49, "num_params": 1},
@@ -118,15 +120,15 @@ def test_no_rung_stops_a_trial_at_the_end_of_its_training() -> None:
     def stops(stopping: EarlyStopping) -> list[str | None]:
         return [(s := stopping.report(1, {"exact": e})) and s.reason for e in later]
 
-    finished = EarlyStopping([ASHA("asha", by_metric(EXACT), 2, 3)], ["exact"])
+    finished = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 2, 3)], ["exact"])
     for _ in range(6):
         assert finished.report(0, {"exact": 70.0}) is None
     finished.finish(0)
     assert stops(finished) == [None] * 6
-    unknown = EarlyStopping([ASHA("asha", by_metric(EXACT), 2, 3)], ["exact"])
+    unknown = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 2, 3)], ["exact"])
     unknown.restore(0, [{"exact": 70.0}] * 6)  # not known to have ended: rung 6 judges
     assert stops(unknown) == [None] * 5 + ["asha: rung 6"]
-    resumed = EarlyStopping([ASHA("asha", by_metric(EXACT), 2, 3)], ["exact"])
+    resumed = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 2, 3)], ["exact"])
     resumed.restore(0, [{"exact": 70.0}] * 6)
     resumed.finish(0)
     assert stops(resumed) == [None] * 6
@@ -150,7 +152,7 @@ def test_extrapolating_moasha_keeps_a_slow_learner_that_plain_moasha_stops() -> 
     slow = [{"exact": 20.0, "num_params": 9.0}, {"exact": 30.0, "num_params": 9.0}]
     decisions = {}
     for extrapolate in (False, True):
-        asha = ASHA("moasha", ranking, 2, 2, extrapolate=extrapolate)
+        asha = ASHA("moasha", RungRanking(ranking, extrapolate), 2, 2)
         history = History()
         for metrics in finished:
             history.add(0, metrics)
@@ -173,7 +175,7 @@ def test_extrapolation_is_the_default_for_moasha_only() -> None:
     assert load_spec("curves", [("stopping.scheduler", "asha")]).stopping.extrapolate is False
     off = load_spec("curves", [("stopping.extrapolate", False)])
     asha = next(r for r in create_stopping(off).rules if isinstance(r, ASHA))
-    assert asha.extrapolate is False
+    assert asha.rank.extrapolate is False
 
 
 def test_degenerate_rule_needs_patience_consecutive_matches() -> None:
@@ -261,7 +263,7 @@ def test_default_scheduler_follows_the_number_of_objectives() -> None:
 
 
 def test_resumed_history_counts_at_the_rungs() -> None:
-    stopping = EarlyStopping([ASHA("asha", by_metric(EXACT), 1, 2)], ["exact"])
+    stopping = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 1, 2)], ["exact"])
     stopping.restore(0, [{"exact": 80.0}, {"exact": 85.0}])
     stop = stopping.report(1, {"exact": 10.0})
     assert stop is not None and stop.reason == "asha: rung 1"

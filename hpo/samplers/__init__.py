@@ -9,8 +9,10 @@ more of the front. Over 10 seeds of ``benchmarks/sample_efficiency.py`` it beat 
 Optuna's TPE, NSGA-II and random samplers on all five problems at 50, 100 and 200 trials,
 where the defaults trailed univariate TPE on ``srn`` and NSGA-II on ``curves`` at 200
 trials (docs/benchmarks.md). Single-objective studies keep Optuna's defaults.
-With several objectives it also ranks early-stopped (PRUNED) trials the way Optuna does
-with one (:mod:`hpo.samplers._pruned`), so it learns from what they reached.
+With several objectives and early stopping it chooses its good set at one budget, as
+BOHB does (:mod:`hpo.samplers._pruned`): among the COMPLETE trials once
+``run.startup_trials`` of them exist, before that among the trials that reached the
+furthest report that many did, ranked there as MO-ASHA ranks them at a rung.
 ``gp`` stays available by
 name but is not the default: with two objectives and two constraints (``bnh``) it took
 0.6-1.1 s of CPU per suggestion at 15-30 trials, with greenlet's batched L-BFGS-B, and 3-7 s
@@ -61,7 +63,9 @@ def tpe_options(spec: StudySpec) -> dict[str, Any]:
 
 
 def _tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
-    from hpo.samplers._pruned import PrunedAwareTPESampler  # hpo.spec imports this module
+    # hpo.spec imports this module; hpo.stopping and hpo.samplers._pruned import hpo.spec
+    from hpo.samplers._pruned import PrunedAwareTPESampler
+    from hpo.stopping import rung_ranking
 
     with warnings.catch_warnings():
         # ``gamma`` is deprecated since Optuna 4.9 and slated for removal in 6.0 (pinned
@@ -71,7 +75,8 @@ def _tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
         # every study's output.
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         if len(spec.directions) > 1:
-            return PrunedAwareTPESampler(spec.goals, seed=seed, **tpe_options(spec))
+            return PrunedAwareTPESampler(
+                rung_ranking(spec), spec.startup_trials, seed=seed, **tpe_options(spec))
         return optuna.samplers.TPESampler(seed=seed, **tpe_options(spec))
 
 

@@ -1,118 +1,104 @@
-"""Multi-objective TPE that learns from PRUNED trials the way Optuna does in one objective.
+"""Multi-objective TPE that learns from early-stopped (PRUNED) trials, as BOHB does.
 
-Optuna's TPE splits the finished trials into a "good" and a "bad" set: the best
-COMPLETE trials first, then PRUNED trials ranked by the last intermediate value they
-reported at their furthest step (further first), then infeasible trials. Multi-objective
-Optuna studies accept no intermediate values, so every PRUNED trial there ties with every
-other, in trial-number order: when early stopping leaves fewer feasible COMPLETE trials
-than the good set holds, the oldest stopped trials fill it, whatever they reached.
+TPE models a "good" set (the best ``gamma(n)`` trials) against the rest. Optuna 5 ranks
+PRUNED trials of a multi-objective study after every COMPLETE one, all tied (it accepts no
+intermediate values there). Under early stopping that is a poor good set: while fewer
+trials have completed than the good set holds, it is filled by the oldest stopped trials,
+whatever they reached; later it holds every COMPLETE trial, and under asynchronous
+successive halving those include the first trials of the study, which continued at each
+rung because they met few rivals there, not because they were good. TPE then keeps
+proposing near them.
 
-:class:`PrunedAwareTPESampler` ranks them with what hpo records on every stopped trial:
-the number of reports it made (its step) first, then the non-dominated rank of its last
-metrics among the trials stopped at the same step. COMPLETE trials still come first and
-infeasible ones (a constraint violated, at the last report for a stopped trial) last, by
-total violation, as in Optuna. A feasible stopped trial that cannot be judged (stopped as
-degenerate, an objective metric missing or not finite) always stays in the bad set.
-Without feasible PRUNED trials the split is Optuna's own.
+:class:`PrunedAwareTPESampler` builds its model at one budget instead, as BOHB does
+(Falkner et al., 2018): the furthest number of reports that at least ``min_trials``
+trials reached. Once that many trials are COMPLETE, this is Optuna's own split of the
+COMPLETE trials (the best by non-dominated sorting of their final values, infeasible ones
+last), so a study without early stopping samples exactly as Optuna's TPE does. Before,
+the trials that reached that budget are ranked on their reports there the way MO-ASHA
+ranks them at a rung (:func:`hpo.stopping.rung_ranking`: extrapolated, constraints from
+the infeasibility grace period on), and the best ``gamma`` of those form the good set.
+Everything else is the bad set: trials stopped earlier, trials known to end badly (stopped
+as degenerate, or violating a constraint at their end), and running ones (constant liar).
+
+On ``curves`` (100 trials, 20 seeds) this raised the hypervolume kept under MO-ASHA from
+0.964 to 0.988 of a study without early stopping, and the compute saved from 2.97x to
+3.21x (medians; docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers._tpe.sampler import _split_trials, default_gamma_multiobjective
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.pareto import nondominated_ranks
-from hpo.stopping import DEGENERATE
-from hpo.trials import ATTR_METRICS, ATTR_REPORTS, ATTR_STEPS, ATTR_STOPPED
-
-if TYPE_CHECKING:
-    from hpo.spec import Goal
-
-def _reached(trial: FrozenTrial) -> int:
-    """How far a trial got: its number of reports (the budget early stopping counts)."""
-    reports = trial.user_attrs.get(ATTR_REPORTS)
-    return len(reports) if reports else int(trial.user_attrs.get(ATTR_STEPS, 0))
+from hpo.stopping import DEGENERATE, RungRanking
+from hpo.trials import ATTR_REPORTS, ATTR_STOPPED
 
 
-def _infeasible(trial: FrozenTrial) -> bool:
-    """Optuna ranks such trials itself, after all others, by their total violation."""
+def _reports(trial: FrozenTrial) -> list[dict[str, float]]:
+    return list(trial.user_attrs.get(ATTR_REPORTS) or [])
+
+
+def _ends_badly(trial: FrozenTrial) -> bool:
+    """Stopped as degenerate, or violating a constraint at its end (its last report, for a
+    stopped trial): never good, whatever it reached before."""
+    if str(trial.user_attrs.get(ATTR_STOPPED, "")).startswith(DEGENERATE):
+        return True
     return any(value > 0 for value in trial.constraints.values())
 
 
-def _judged(trial: FrozenTrial, goals: Sequence[Goal]) -> list[float] | None:
-    """A stopped trial's last objective values, smaller is better; None if it cannot be
-    judged on them (see the module docstring)."""
-    if str(trial.user_attrs.get(ATTR_STOPPED, "")).startswith(DEGENERATE):
-        return None
-    metrics = trial.user_attrs.get(ATTR_METRICS) or {}
-    values = [float(metrics.get(goal.metric, math.nan)) for goal in goals]
-    if not all(math.isfinite(v) for v in values):
-        return None
-    return [goal.minimized(v) for v, goal in zip(values, goals, strict=True)]
-
-
-def rank_pruned(
-    trials: Sequence[FrozenTrial], goals: Sequence[Goal]
-) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-    """PRUNED trials best first (further step, then non-dominated rank at that step, then
-    number), and those that cannot be judged."""
-    judged: dict[int, list[tuple[FrozenTrial, list[float]]]] = {}
-    unjudged = []
-    for trial in trials:
-        values = _judged(trial, goals)
-        if values is None:
-            unjudged.append(trial)
-        else:
-            judged.setdefault(_reached(trial), []).append((trial, values))
-    ranked: list[FrozenTrial] = []
-    for step in sorted(judged, reverse=True):
-        group = judged[step]
-        ranks = nondominated_ranks([values for _, values in group])
-        order = sorted(range(len(group)), key=lambda i: (ranks[i], group[i][0].number))
-        ranked.extend(group[i][0] for i in order)
-    return ranked, unjudged
+def model_budget(reached: Iterable[int], min_trials: int) -> int:
+    """The furthest budget (number of reports) that at least ``min_trials`` trials reached,
+    given how far each got; the shortest reach if none is that common."""
+    counts = sorted(reached, reverse=True)
+    if not counts:
+        return 0
+    return counts[min(min_trials, len(counts)) - 1]
 
 
 def split_trials(
-    study: optuna.Study, trials: list[FrozenTrial], n_below: int, goals: Sequence[Goal]
+    study: optuna.Study,
+    trials: Sequence[FrozenTrial],
+    gamma: Callable[[int], int],
+    rank: RungRanking,
+    min_trials: int,
 ) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
-    """Optuna's good/bad split with feasible PRUNED trials ranked by :func:`rank_pruned`.
-
-    Optuna sorts PRUNED trials by a score that ties for all of them in a multi-objective
-    study, stably: the order they are handed in is their rank. Those that cannot be judged
-    are kept out of it and added to the bad set. Trials violating a constraint (at their
-    last report, for PRUNED ones) are left to Optuna, which ranks them after all others.
-    """
-    pruned = [t for t in trials if t.state == TrialState.PRUNED and not _infeasible(t)]
-    if not pruned:
-        return _split_trials(study, trials, n_below)
-    ranked, unjudged = rank_pruned(pruned, goals)
-    ids = {t.number for t in pruned}
-    rest = [t for t in trials if t.number not in ids]
-    below, above = _split_trials(study, rest + ranked, n_below)
-    return below, sorted(above + unjudged, key=lambda t: t.number)
+    """TPE's good and bad sets, both by trial number (see the module docstring)."""
+    finished = [t for t in trials if t.state != TrialState.RUNNING]
+    complete = [t for t in finished if t.state == TrialState.COMPLETE]
+    if len(complete) >= min_trials or len(complete) == len(finished):
+        below, above = _split_trials(study, complete, gamma(len(complete)))
+        above += [t for t in trials if t.state != TrialState.COMPLETE]
+        return below, sorted(above, key=lambda t: t.number)
+    judged = {t.number: _reports(t) for t in finished if _reports(t) and not _ends_badly(t)}
+    if not judged:
+        return _split_trials(study, list(trials), gamma(len(finished)))
+    budget = model_budget(map(len, judged.values()), min_trials)
+    keys = rank.keys(judged, budget)
+    good = set(sorted(keys, key=lambda n: (keys[n], n))[: gamma(len(keys))])
+    return ([t for t in trials if t.number in good],
+            [t for t in trials if t.number not in good])
 
 
 class PrunedAwareTPESampler(optuna.samplers.TPESampler):
-    """TPE whose multi-objective good/bad split ranks PRUNED trials (module docstring);
-    single-objective studies are Optuna's TPE unchanged."""
+    """TPE whose multi-objective good set is chosen at one budget (module docstring);
+    single-objective studies are Optuna's TPE unchanged (it ranks PRUNED trials on their
+    intermediate values, which hpo reports there)."""
 
-    def __init__(self, goals: Sequence[Goal], **options: Any) -> None:
+    def __init__(self, rank: RungRanking, min_trials: int, **options: Any) -> None:
         super().__init__(**options)
-        self._goals = list(goals)
+        self._rank, self._min_trials = rank, min_trials
 
     def _sample(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         if not study._is_multi_objective():
             return super()._sample(study, trial, search_space)
-        # TPESampler._sample (Optuna 5.0) with hpo's split. The trials are those the ask
+        # TPESampler._sample (Optuna 5.1) with hpo's split. The trials are those the ask
         # read when this trial started, running ones included (Optuna reads them again
         # with constant liar: one more storage read per trial for a few milliseconds).
         states = [TrialState.COMPLETE, TrialState.PRUNED]
@@ -121,8 +107,7 @@ class PrunedAwareTPESampler(optuna.samplers.TPESampler):
         trials = study._get_trials(deepcopy=False, states=tuple(states), use_cache=True)
         trials = [t for t in trials if t.number != trial.number]
         gamma = self._gamma or default_gamma_multiobjective
-        finished = sum(t.state != TrialState.RUNNING for t in trials)
-        below, above = split_trials(study, trials, gamma(finished), self._goals)
+        below, above = split_trials(study, trials, gamma, self._rank, self._min_trials)
         mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
         mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
         samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from hpo.spec import StudySpec
-from hpo.stopping._asha import ASHA, by_metric, by_objectives
+from hpo.stopping._asha import ASHA, RungRanking, by_metric, by_objectives
 from hpo.stopping._base import History, Stop, StoppingRule
 from hpo.stopping._median import MedianStop
 from hpo.stopping._rules import DEGENERATE, DegenerateStop, InfeasibleStopRule
@@ -43,6 +43,15 @@ class EarlyStopping:
             self.history.add(number, metrics)
 
 
+def rung_ranking(spec: StudySpec) -> RungRanking:
+    """How MO-ASHA ranks the trials at a rung: on the objectives, constraints from the
+    infeasibility grace period on (degenerate-looking reports last before it)."""
+    settings = spec.stopping
+    judged_from = settings.infeasible.grace_period if settings.infeasible else 1
+    ranking = by_objectives(spec.goals, spec.constraints, judged_from, settings.degenerate)
+    return RungRanking(ranking, settings.extrapolate, settings.max_budget)
+
+
 def create_stopping(spec: StudySpec) -> EarlyStopping:
     """The study's rules, from its ``stopping:`` section."""
     settings = spec.stopping
@@ -55,15 +64,14 @@ def create_stopping(spec: StudySpec) -> EarlyStopping:
     if settings.scheduler == "median":
         rules.append(MedianStop(goal, settings.grace_period, settings.min_trials))
     elif settings.scheduler in ("asha", "moasha"):
-        judged_from = settings.infeasible.grace_period if settings.infeasible else 1
-        ranking = (
-            by_objectives(spec.goals, spec.constraints, judged_from, settings.degenerate)
+        rank = (
+            rung_ranking(spec)
             if settings.scheduler == "moasha"
-            else by_metric(goal)
+            else RungRanking(by_metric(goal), settings.extrapolate, settings.max_budget)
         )
         rules.append(
-            ASHA(settings.scheduler, ranking, settings.grace_period,
-                 settings.reduction_factor, settings.max_budget, settings.extrapolate)
+            ASHA(settings.scheduler, rank, settings.grace_period, settings.reduction_factor,
+                 settings.max_budget)
         )
     metrics = [g.metric for g in spec.goals] + [c.metric for c in spec.constraints]
     metrics += [c.metric for rule in settings.degenerate for c in rule.when]
@@ -78,7 +86,9 @@ __all__ = [
     "History",
     "InfeasibleStopRule",
     "MedianStop",
+    "RungRanking",
     "Stop",
     "StoppingRule",
     "create_stopping",
+    "rung_ranking",
 ]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hpo.pareto import minimized, nondominated_ranks
@@ -52,19 +53,43 @@ Ranking = Callable[[Mapping[int, Mapping[str, float]], int], dict[int, Any]]
 better)."""
 
 
+@dataclass(frozen=True)
+class RungRanking:
+    """How the trials that reached a budget rank there: MO-ASHA at a rung, and the sampler
+    choosing its good set among stopped trials (:mod:`hpo.samplers._pruned`)."""
+
+    ranking: Ranking
+    extrapolate: bool = False
+    """Rank on values extrapolated to the end of training (see module)."""
+    max_budget: int | None = None
+    """The end of training when no trial has reported that far yet."""
+
+    def keys(
+        self, reports: Mapping[int, Sequence[Mapping[str, float]]], budget: int
+    ) -> dict[int, Any]:
+        """Each trial with at least ``budget`` of ``reports`` -> its sort key there (smaller
+        is better)."""
+        reached = {n: r[:budget] for n, r in reports.items() if len(r) >= budget}
+        if self.extrapolate:
+            horizon = max(self.max_budget or 0, *map(len, reports.values()))
+            values = {n: extrapolated(r, horizon) for n, r in reached.items()}
+        else:
+            values = {n: dict(r[-1]) for n, r in reached.items()}
+        return self.ranking(values, budget)
+
+
 class ASHA(StoppingRule):
     def __init__(
         self,
         name: str,
-        ranking: Ranking,
+        rank: RungRanking,
         grace_period: int,
         reduction_factor: float,
         max_budget: int | None = None,
-        extrapolate: bool = False,
     ) -> None:
-        self.name, self.ranking = name, ranking
+        self.name, self.rank = name, rank
         self.grace_period, self.reduction_factor = grace_period, reduction_factor
-        self.max_budget, self.extrapolate = max_budget, extrapolate
+        self.max_budget = max_budget
 
     def is_rung(self, budget: int) -> bool:
         if self.max_budget is not None and budget >= self.max_budget:
@@ -79,19 +104,15 @@ class ASHA(StoppingRule):
         budget = len(history.of(number))
         if not self.is_rung(budget) or 0 < history.trained <= budget:
             return None  # no rung at the end of training: the trial has done its work
-        reached = history.at(budget)
-        if self.extrapolate:
-            horizon = max(self.max_budget or 0, *map(len, history.reports.values()))
-            reached = {n: extrapolated(history.of(n)[:budget], horizon) for n in reached}
-        keys = self.ranking(reached, budget)
+        keys = self.rank.keys(history.reports, budget)
         better = sum(1 for key in keys.values() if key < keys[number])
-        quota = max(1, int(len(reached) // self.reduction_factor))
+        quota = max(1, int(len(keys) // self.reduction_factor))
         if better < quota:
             return None
         return Stop(
             f"{self.name}: rung {budget}",
-            f"{better} of the {len(reached)} trials at report {budget} rank better"
-            f"{' (extrapolated)' if self.extrapolate else ''}; the best {quota} continue",
+            f"{better} of the {len(keys)} trials at report {budget} rank better"
+            f"{' (extrapolated)' if self.rank.extrapolate else ''}; the best {quota} continue",
         )
 
 
