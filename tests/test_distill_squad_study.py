@@ -46,7 +46,7 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
     assert "synthetic" in parent.data.tags["hpo.input.data"]
     child = next(r for r in runs if r.data.tags.get("hpo.state") == "COMPLETE")
     history = client.get_metric_history(child.info.run_id, "HasAns_exact")
-    assert len(history) == 6  # evaluated every 1/6 of training
+    assert len(history) == 12  # evaluated every 1/12 of training (the study file)
     for trial in finished:  # early stops are recorded with their reason (MO-ASHA, rules)
         if trial.state == TrialState.PRUNED:
             assert trial.user_attrs["stopped"].startswith(("moasha", "degenerate", "infeasible"))

@@ -87,6 +87,21 @@ def test_moasha_promotes_non_dominated_and_ranks_infeasible_after_feasible() -> 
     assert decisions == [None, None, "moasha: rung 1", "moasha: rung 1"]
 
 
+def test_moasha_ranks_exact_copies_after_distinct_trials_of_their_rank() -> None:
+    """LoRA students of the teacher's size report the teacher's exact: tied on the front,
+    every copy passed every rung. A copy now ranks after the distinct trials of its rank,
+    so it continues only while the rung's quota has room."""
+    ranking = by_objectives((EXACT, SIZE), (Constraint.parse("exact >= 50"),))
+    teacher, small = {"exact": 76.25, "num_params": 444290}, {"exact": 70, "num_params": 9e4}
+    keys = ranking({0: teacher, 1: small, 2: teacher, 3: teacher}, 1)
+    assert keys[0] == keys[1] < keys[2] < keys[3]  # all on the front; copies in order
+    assert keys[3] < ranking({0: small, 1: {"exact": 60, "num_params": 9e4}}, 1)[1]
+    asha = ASHA("moasha", RungRanking(ranking), grace_period=1, reduction_factor=2)
+    decisions = feed(asha, [(0, teacher), (1, small), (2, teacher), (3, teacher)])
+    # 3 at the rung, quota 1: 2 better (0 and 1); 4 at the rung, quota 2: 3 better
+    assert decisions == [None, None, "moasha: rung 1", "moasha: rung 1"]
+
+
 def test_moasha_judges_constraints_from_the_infeasibility_grace_period_on() -> None:
     """Before it, the smallest trial is never dominated, even at the no-answer baseline: a
     slow-learning small model survives the first rung (its front place is judged later)."""

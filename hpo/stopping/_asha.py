@@ -9,7 +9,11 @@ strictly better there; otherwise it is stopped. Nothing waits: early trials are 
 against fewer peers.
 
 The multi-objective version (MO-ASHA) ranks by non-dominated sorting of the objectives at
-the rung. Trials that violate a constraint there rank after every trial that does not,
+the rung; within a rank, trials that report exactly the values of an earlier trial rank
+after the others (distill-squad: LoRA students of the teacher's size start at the
+teacher's exact, 76.25; as tied equals on the front they all passed the rungs, and in one
+60-trial study a third of the compute went to such copies of the teacher). Trials that
+violate a constraint there rank after every trial that does not,
 and among themselves by non-dominated sorting of (total violation, objectives), so a small
 model that is still infeasible early in training is not judged on accuracy alone.
 Constraints count from the report where the infeasibility rule starts judging them (its
@@ -40,6 +44,7 @@ the first report there is no slope and the values are used as they are.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -153,7 +158,8 @@ def by_objectives(
 ) -> Ranking:
     """Rank feasible trials by non-dominated sorting, then infeasible ones; constraints
     count at rungs from report ``judged_from`` on, before it only the ``degenerate``
-    rules do (see module)."""
+    rules do (see module). Within a rank, a trial whose values repeat an earlier trial's
+    exactly ranks after those that do not: a copy widens no front."""
 
     def point(metrics: Mapping[str, float]) -> list[float]:
         values = [metrics.get(goal.metric, math.nan) for goal in goals]
@@ -175,12 +181,14 @@ def by_objectives(
                 for n, m in reached.items()
             }
         for infeasible in (False, True):
-            group = [n for n, v in violations.items() if (v > 0) == infeasible]
+            group = sorted(n for n, v in violations.items() if (v > 0) == infeasible)
             points = [
                 ([violations[n]] if infeasible else []) + point(reached[n]) for n in group
             ]
-            for n, rank in zip(group, nondominated_ranks(points), strict=True):
-                keys[n] = (infeasible, rank)
+            copies: Counter[tuple[float, ...]] = Counter()
+            for n, rank, p in zip(group, nondominated_ranks(points), points, strict=True):
+                keys[n] = (infeasible, rank, copies[tuple(p)])
+                copies[tuple(p)] += 1
         return keys
 
     return ranking
