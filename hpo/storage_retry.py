@@ -50,8 +50,22 @@ if sqlite3.sqlite_version_info >= (3, 24, 0):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A connection problem (Optuna and MLflow wrap SQLAlchemy's errors in their own)."""
-    return isinstance(exc, _TRANSIENT) or isinstance(exc.__cause__, _TRANSIENT)
+    """A connection problem: one anywhere in the chain of ``exc``'s causes and contexts
+    (Optuna and MLflow wrap SQLAlchemy's errors in their own; a connection lost while
+    SQLAlchemy eagerly loads a query's relations surfaces as a ``PendingRollbackError``
+    raised while handling it)."""
+    return _connection_problem(exc) is not None
+
+
+def _connection_problem(exc: BaseException) -> BaseException | None:
+    seen: set[int] = set()
+    cursor: BaseException | None = exc
+    while cursor is not None and id(cursor) not in seen:
+        if isinstance(cursor, _TRANSIENT):
+            return cursor
+        seen.add(id(cursor))
+        cursor = cursor.__cause__ or cursor.__context__
+    return None
 
 
 def retrying(
@@ -71,7 +85,8 @@ def retrying(
         except Exception as exc:
             if not transient(exc):
                 raise
-            problem = redact(str(exc.__cause__ or exc).strip().splitlines()[0])
+            cause = _connection_problem(exc) or exc.__cause__ or exc
+            problem = redact(str(cause).strip().splitlines()[0])
             if time.monotonic() + delay > deadline:
                 raise RunError(
                     f"lost the connection to {what} for {RETRY_SECONDS:g} s ({problem}); "
