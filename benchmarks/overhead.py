@@ -19,6 +19,11 @@ its return (Ray start and stop included for ``hpo`` and ``ray``); the ``steady``
 use the span from the first trial's start to the last one's end instead, and
 ``start_stop_s`` is the rest (the fixed cost of starting and ending a study). Headline:
 hpo's overhead as a multiple of each peer's. Prints a table and writes JSON (``--out``).
+
+Without Ray's start and stop (a cluster already running, as for a series of studies):
+
+    HPO_BENCH_LOG=/tmp/trials.log PYTHONPATH=$PWD/benchmarks:$PWD ray start --head --num-cpus 2
+    RAY_ADDRESS=127.0.0.1:6379 HPO_BENCH_LOG=/tmp/trials.log python benchmarks/overhead.py
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from _report import print_table  # benchmarks/ is the script's directory
+from overhead_objective import LOG_ENV
 
 HERE = Path(__file__).resolve().parent
 PEERS = ("hpo", "optuna", "ray")
@@ -124,8 +130,10 @@ def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[s
     """Run one peer here and measure it (this is the child process)."""
     with tempfile.TemporaryDirectory(prefix=f"overhead-{peer}-") as name:
         tmp = Path(name)
-        log = tmp / "trials.log"
-        os.environ["HPO_BENCH_LOG"] = str(log)
+        # On a running cluster (RAY_ADDRESS) the workers have the cluster's environment:
+        # start it with HPO_BENCH_LOG set, and that file is used (emptied first).
+        log = Path(os.environ.setdefault(LOG_ENV, str(tmp / "trials.log")))
+        log.write_text("")
         started = time.perf_counter()
         if peer == "hpo":
             run_hpo(tmp, trials, sleep, profile)

@@ -36,8 +36,8 @@ from tests.study_checks import mlflow_runs
 
 RAY = str(Path(sys.executable).parent / "ray")
 # Token authentication, as docker/compose.yaml sets it up: the same mode and token in every
-# process of the cluster and in the driver. (Left implicit, `ray start --head` turns it on
-# when ~/.ray/auth_token exists and a joining `ray start` does not.)
+# process of the cluster. (Left implicit, `ray start --head` turns it on when
+# ~/.ray/auth_token exists and a joining `ray start` does not.)
 CLUSTER_ENV = {
     "RAY_AUTH_MODE": "token",
     "RAY_AUTH_TOKEN": secrets.token_hex(32),
@@ -93,8 +93,10 @@ def cluster() -> Iterator[Cluster]:
 def _gpu_probe_study(
     address: str, run_hpo: RunHpo, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, list[optuna.trial.FrozenTrial]]:
-    for key, value in CLUSTER_ENV.items():
-        monkeypatch.setenv(key, value)
+    # The driver has the token but not RAY_AUTH_MODE, as on a machine where `ray start`
+    # found ~/.ray/auth_token: hpo sends the token all the same (bare `ray.init` does not).
+    monkeypatch.setenv("RAY_AUTH_TOKEN", CLUSTER_ENV["RAY_AUTH_TOKEN"])
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     result = run_hpo("study", str(TESTS_DIR / "support" / "gpu_probe.yaml"), "--no-progress",
                      "--trials", "4", "--concurrency", "2", "--address", address)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -25,6 +25,7 @@ from ray.tune.schedulers import FIFOScheduler
 from hpo.errors import ConfigError, RunError
 from hpo.execution._searcher import StudySearcher
 from hpo.execution._trainable import run_trial
+from hpo.execution.ray_client import use_token_if_available
 from hpo.settings import Settings
 from hpo.spec import StudySpec
 
@@ -131,6 +132,8 @@ def ray_init_kwargs(
 
 def _connect(address: str | None) -> None:
     kwargs = ray_init_kwargs(address)
+    if kwargs["address"] != "local":
+        use_token_if_available()
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:

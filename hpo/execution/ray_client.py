@@ -38,12 +38,14 @@ def is_client_address(address: str | None) -> bool:
     return bool(address) and str(address).startswith("ray://")
 
 
-def _use_token_if_available() -> None:
+def use_token_if_available() -> None:
     """Authenticate as ``ray start`` does: with the cluster token when one exists here.
 
     ``ray start`` turns token authentication on whenever a token exists on its machine
-    (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN``), but a Ray Client only sends it when
-    ``RAY_AUTH_MODE=token``; a server without authentication ignores the header.
+    (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN``), but a driver or a Ray Client joining the
+    cluster only sends it when ``RAY_AUTH_MODE=token`` (without it, ``ray.init`` on the
+    very machine of a ``ray start --head`` fails with "Failed to connect to Ray
+    cluster"); a cluster without authentication ignores the token.
     """
     try:
         from ray._private.authentication.authentication_token_setup import (
@@ -122,7 +124,7 @@ def _connect(address: str, runtime_env: dict[str, Any]) -> None:
     the connection is refused with "Initialization failure from server", and a new
     attempt gets a new server.
     """
-    _use_token_if_available()
+    use_token_if_available()
     for attempt in range(1, _CONNECT_ATTEMPTS + 1):
         try:
             ray.init(address, runtime_env=runtime_env, log_to_driver=True,
