@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 from hpo.samplers import create_sampler, good_trials, tpe_options
-from hpo.samplers._pruned import model_budget, split_trials
+from hpo.samplers._pruned import best_spread, model_budget, split_trials
 from hpo.spec import StudySpec, build_spec
 from hpo.stopping import Stop, rung_ranking
 from hpo.trials import Outcome, ask, decide, tell
@@ -68,7 +68,7 @@ def _split(study: optuna.Study, spec: StudySpec) -> tuple[list[float], list[floa
     """The good and bad sets' alpha_ce values, as the sampler splits the finished trials."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     below, above = split_trials(study, trials, good_trials, rung_ranking(spec),
-                                spec.startup_trials)
+                                spec.startup_trials, spec.goals)
     assert len(below) + len(above) == len(trials)
     return [t.params["alpha_ce"] for t in below], [t.params["alpha_ce"] for t in above]
 
@@ -156,6 +156,27 @@ def test_with_enough_complete_trials_an_early_survivor_leaves_the_good_set(
     assert 0.9 in bad
     # without stopped trials, the split is Optuna's own
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    below, _ = split_trials(study, complete, good_trials, rung_ranking(spec), 10)
+    below, _ = split_trials(study, complete, good_trials, rung_ranking(spec), 10,
+                            spec.goals)
     ours = optuna.samplers._tpe.sampler._split_trials(study, complete, good_trials(10))[0]
     assert [t.number for t in below] == [t.number for t in ours]
+
+
+def test_a_rank_cut_by_the_good_set_keeps_its_spread_not_its_oldest_trials() -> None:
+    """Six trials on one non-dominated front (exact up, size up), the four oldest at the
+    large end; a good set of 3 cut inside that rank takes the subset that dominates the
+    most of the study's hypervolume (reference point: exact 0, 1e6 parameters), not the
+    oldest three, which all sit at the large end. distill-squad: the first trials to reach
+    a report are large students, early leaders on exact; by age alone the small ones
+    rarely entered the good set and the sampler stopped proposing them."""
+    goals = [{**goal, "ref": ref} for goal, ref in zip(STUDY["objectives"], [0, 1e6], strict=True)]
+    spec = build_spec({**STUDY, "objectives": goals}, "pruned", "pruned.yaml")
+    front = {0: (76, 444_290), 1: (75, 312_706), 2: (74, 246_018), 3: (73, 197_570),
+             4: (66, 122_658), 5: (60, 89_698)}
+    values = {n: {"exact": e, "num_params": p} for n, (e, p) in front.items()}
+    keys = {n: (False, 0, 0) for n in front} | {6: (False, 1, 0)}
+    values[6] = {"exact": 50, "num_params": 500_000}
+    chosen = best_spread(values, keys, 3, spec.goals)
+    assert len(chosen) == 3 and 5 in chosen and not {0, 1, 2} <= set(chosen), chosen
+    assert best_spread(values, keys, 7, spec.goals) == [0, 1, 2, 3, 4, 5, 6]  # no cut
+    assert best_spread(values, {n: (False, n, 0) for n in values}, 3, spec.goals) == [0, 1, 2]

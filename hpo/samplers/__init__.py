@@ -76,7 +76,8 @@ def _tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         if len(spec.directions) > 1:
             return PrunedAwareTPESampler(
-                rung_ranking(spec), spec.startup_trials, seed=seed, **tpe_options(spec))
+                rung_ranking(spec), spec.startup_trials, spec.goals, seed=seed,
+                **tpe_options(spec))
         return optuna.samplers.TPESampler(seed=seed, **tpe_options(spec))
 
 

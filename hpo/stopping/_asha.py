@@ -69,18 +69,23 @@ class RungRanking:
     max_budget: int | None = None
     """The end of training when no trial has reported that far yet."""
 
+    def values(
+        self, reports: Mapping[int, Sequence[Mapping[str, float]]], budget: int
+    ) -> dict[int, dict[str, float]]:
+        """Each trial with at least ``budget`` of ``reports`` -> the metrics it is ranked on
+        there (extrapolated with ``extrapolate``)."""
+        reached = {n: r[:budget] for n, r in reports.items() if len(r) >= budget}
+        if self.extrapolate:
+            horizon = max(self.max_budget or 0, *map(len, reports.values()))
+            return {n: extrapolated(r, horizon) for n, r in reached.items()}
+        return {n: dict(r[-1]) for n, r in reached.items()}
+
     def keys(
         self, reports: Mapping[int, Sequence[Mapping[str, float]]], budget: int
     ) -> dict[int, Any]:
         """Each trial with at least ``budget`` of ``reports`` -> its sort key there (smaller
         is better)."""
-        reached = {n: r[:budget] for n, r in reports.items() if len(r) >= budget}
-        if self.extrapolate:
-            horizon = max(self.max_budget or 0, *map(len, reports.values()))
-            values = {n: extrapolated(r, horizon) for n, r in reached.items()}
-        else:
-            values = {n: dict(r[-1]) for n, r in reached.items()}
-        return self.ranking(values, budget)
+        return self.ranking(self.values(reports, budget), budget)
 
 
 class ASHA(StoppingRule):
