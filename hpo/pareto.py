@@ -62,15 +62,24 @@ def pareto_front(trials: Sequence[FrozenTrial], goals: Sequence[Goal]) -> list[F
                   key=lambda t: t.number)
 
 
+def reference_point(goals: Sequence[Goal]) -> np.ndarray | None:
+    """The goals' ``ref`` values turned so that smaller is better (``None`` when a goal
+    declares none): where the study's hypervolume is measured from."""
+    refs = [goal.ref for goal in goals]
+    if any(ref is None for ref in refs):
+        return None
+    return np.array(minimized([float(ref) for ref in refs if ref is not None], goals))
+
+
 def hypervolume(front: Sequence[_Point], goals: Sequence[Goal]) -> float | None:
     """Hypervolume dominated by ``front`` up to the goals' reference point.
 
     ``None`` when a goal declares no ``ref``. Points worse than the reference in some
     objective contribute nothing.
     """
-    if any(goal.ref is None for goal in goals):
+    ref = reference_point(goals)
+    if ref is None:
         return None
-    ref = np.array(minimized([goal.ref for goal in goals if goal.ref is not None], goals))
     points = np.array([minimized(p.values, goals) for p in front if p.values is not None])
     if len(points) == 0:
         return 0.0

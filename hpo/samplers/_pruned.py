@@ -49,7 +49,7 @@ from optuna.samplers._tpe.sampler import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.pareto import minimized
+from hpo.pareto import minimized, reference_point
 from hpo.spec import Goal
 from hpo.stopping import DEGENERATE, RungRanking
 from hpo.trials import ATTR_REPORTS, ATTR_STOPPED
@@ -120,11 +120,10 @@ def best_spread(values: Mapping[int, Mapping[str, float]], keys: Mapping[int, An
                        for n in tied])
     if not np.isfinite(points).all():
         return ordered[:size]
-    refs = [goal.ref for goal in goals]
-    if any(ref is None for ref in refs):
+    reference = reference_point(goals)
+    if reference is None:
         reference = _get_reference_point(points)
     else:
-        reference = np.array(minimized([float(ref) for ref in refs if ref is not None], goals))
         points = np.minimum(points, reference)
     chosen = _solve_hssp(points, np.array(tied), size - len(better), reference)
     return better + [int(n) for n in chosen]
