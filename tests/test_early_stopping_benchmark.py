@@ -1,0 +1,44 @@
+"""benchmarks/early_stopping.py: how its summary compares schedulers with ``none``."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import median_interval  # noqa: E402
+from early_stopping import compare  # noqa: E402
+
+
+def rows(kept: list[float]) -> list[dict[str, object]]:
+    """A none and an moasha run per seed: moasha spends a third of the compute and keeps
+    ``kept[seed]`` of none's hypervolume."""
+    out: list[dict[str, object]] = []
+    for seed, fraction in enumerate(kept):
+        out.append({"scheduler": "none", "seed": seed, "compute_steps": 1200,
+                    "hypervolume": 2.0, "wall_s": 1.0})
+        out.append({"scheduler": "moasha", "seed": seed, "compute_steps": 400,
+                    "hypervolume": 2.0 * fraction, "wall_s": 1.0})
+    return out
+
+
+def test_the_summary_gives_the_median_over_seeds_and_how_far_it_may_move() -> None:
+    kept = [0.85, 0.92, 0.95, 0.97, 0.98, 0.99, 1.0, 1.02, 1.05, 1.1]
+    moasha = next(r for r in compare(rows(kept)) if r["scheduler"] == "moasha")
+    assert moasha["compute_saved_x"] == 3.0
+    assert moasha["hypervolume_vs_none"] == statistics.median(kept)
+    assert moasha["hypervolume_vs_none_min"] == 0.85
+    low, high = (float(v) for v in str(moasha["hypervolume_vs_none_95"]).split("-"))
+    assert low < statistics.median(kept) < high
+    assert low >= 0.9 and high <= 1.05  # a median, not the range of the seeds
+
+
+def test_more_seeds_of_the_same_spread_narrow_the_interval() -> None:
+    few = [0.9, 0.95, 1.0, 1.05, 1.1]
+    low, high = median_interval(few)
+    many_low, many_high = median_interval(few * 8)
+    assert many_high - many_low < high - low
+    assert median_interval([0.97] * 6) == (0.97, 0.97)
