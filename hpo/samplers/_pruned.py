@@ -28,7 +28,8 @@ as degenerate, or violating a constraint at their end), and running ones (consta
 On ``curves`` (100 trials, 20 seeds) the budget rule raised the hypervolume kept under
 MO-ASHA from 0.964 to 0.988 of a study without early stopping, and the compute saved from
 2.97x to 3.21x (medians; 0.979 on 40 seeds). The tie-break then moved distill-squad (60
-trials, 5 seeds) from 0.973 to 0.981 at 3.67x; on 40 seeds of ``curves`` its effect is
+trials, 5 seeds) from 0.973 to 0.981 at 3.67x (0.966 on 7 seeds, where one study's
+sampler collapsed onto LoRA students); on 40 seeds of ``curves`` its effect is
 within seed noise (0.974 against 0.979, per-seed difference -0.017 to +0.008 at 95%;
 docs/benchmarks.md).
 """
