@@ -77,7 +77,7 @@ def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "seeds": len(mine),
             "compute_saved_x": round(statistics.median(saved), 2) if saved else None,
             "hypervolume_vs_none": round(statistics.median(kept), 4) if kept else None,
-            "hypervolume_vs_none_95": "-".join(f"{v:.3f}" for v in median_interval(kept))
+            "hypervolume_vs_none_95": [round(v, 4) for v in median_interval(kept)]
             if kept else None,
             "hypervolume_vs_none_min": round(min(kept), 4) if kept else None,
             "median_compute_steps": statistics.median(r["compute_steps"] for r in mine),
