@@ -126,6 +126,37 @@ def test_moasha_judges_constraints_from_the_infeasibility_grace_period_on() -> N
     assert stops == [None, None]
 
 
+def test_a_trial_that_already_widens_the_finished_front_continues_whatever_its_rank() -> None:
+    """Late in a study good trials compete for a third of a rung's places; one whose
+    metrics there are feasible and beyond every finished trial's final metrics is not
+    stopped."""
+    spec = build_spec({
+        "objective": {"name": "curves"},
+        "parameters": {"dropout": {"type": "float", "low": 0, "high": 0.5}},
+        "objectives": [{"metric": "exact", "direction": "maximize"},
+                       {"metric": "num_params", "direction": "minimize"}],
+        "constraints": ["exact >= 50"],
+        "stopping": {"scheduler": "moasha", "grace_period": 1, "reduction_factor": 3,
+                     "extrapolate": False},
+    }, "front", "front.yaml")
+
+    def last_trial(exact: float, size: float) -> str | None:
+        stopping = create_stopping(spec)
+        for n, (e, p) in enumerate([(80, 10), (75, 5), (70, 3)]):
+            for _ in range(2):  # finished trials: 2 reports, rung 1 only
+                assert stopping.report(n, {"exact": e, "num_params": p}) is None
+            stopping.finish(n)
+        for n, (e, p) in enumerate([(90, 1), (88, 2)], start=3):  # still running
+            stopping.report(n, {"exact": e, "num_params": p})
+        stop = stopping.report(5, {"exact": exact, "num_params": size})
+        return stop and stop.reason
+
+    # at rung 1 trials 3 and 4 rank better (quota: 6 // 3 = 2), so rank alone stops each
+    assert last_trial(72, 4.5) is None  # no finished trial's final metrics dominate it
+    assert last_trial(69, 4) == "moasha: rung 1"  # the finished (70, 3) does
+    assert last_trial(49, 2.5) == "moasha: rung 1"  # beyond them, but infeasible
+
+
 def test_no_rung_stops_a_trial_at_the_end_of_its_training() -> None:
     """Rungs at 2 and 6 with trials of 6 reports: once one trial has run to its end, a
     trial reaching report 6 has done its work and is not judged there (it was: PRUNED

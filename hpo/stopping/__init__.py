@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from hpo.spec import StudySpec
-from hpo.stopping._asha import ASHA, RungRanking, by_metric, by_objectives
+from hpo.stopping._asha import ASHA, RungRanking, by_metric, by_objectives, feasible_point
 from hpo.stopping._base import History, Stop, StoppingRule
 from hpo.stopping._median import MedianStop
 from hpo.stopping._rules import DEGENERATE, DegenerateStop, InfeasibleStopRule
@@ -49,7 +49,8 @@ def rung_ranking(spec: StudySpec) -> RungRanking:
     settings = spec.stopping
     judged_from = settings.infeasible.grace_period if settings.infeasible else 1
     ranking = by_objectives(spec.goals, spec.constraints, judged_from, settings.degenerate)
-    return RungRanking(ranking, settings.extrapolate, settings.max_budget)
+    return RungRanking(ranking, settings.extrapolate, settings.max_budget,
+                       feasible_point(spec.goals, spec.constraints))
 
 
 def create_stopping(spec: StudySpec) -> EarlyStopping:

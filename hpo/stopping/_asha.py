@@ -39,6 +39,14 @@ line lies beyond the curve, so the extrapolation is an optimistic estimate of th
 value: a trial is stopped only when even that estimate ranks outside the best
 ``1 / reduction_factor``. A static metric has no slope and stays as it is; at a rung at
 the first report there is no slope and the values are used as they are.
+
+Whatever its rank, a trial continues at a rung when its metrics there (not extrapolated)
+meet every constraint and no trial that ran to its end (once one has) weakly dominates
+them with its final metrics: it would already widen the front of the finished trials, and training
+rarely makes it worse. Why: late in a study many good trials compete for a third of a
+rung's places, and a trial already beyond the front was stopped there (curves, 40 seeds:
+hypervolume kept 0.974 -> 0.985 of ``none``'s, better on 27 seeds, for 3.14x -> 3.05x less
+compute; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -68,6 +76,10 @@ class RungRanking:
     """Rank on values extrapolated to the end of training (see module)."""
     max_budget: int | None = None
     """The end of training when no trial has reported that far yet."""
+    front_point: Callable[[Mapping[str, float]], list[float] | None] | None = None
+    """Metrics -> the objectives, smaller is better, where they meet every constraint
+    (else ``None``): lets a trial that already widens the finished trials' front continue
+    (see module)."""
 
     def values(
         self, reports: Mapping[int, Sequence[Mapping[str, float]]], budget: int
@@ -86,6 +98,20 @@ class RungRanking:
         """Each trial with at least ``budget`` of ``reports`` -> its sort key there (smaller
         is better)."""
         return self.ranking(self.values(reports, budget), budget)
+
+    def widens_front(self, number: int, history: History) -> bool:
+        """Whether trial ``number``'s latest metrics are feasible and weakly dominated by
+        no final metrics of the finished trials (at least one)."""
+        if self.front_point is None or not history.finished:
+            return False
+        point = self.front_point(history.of(number)[-1])
+        if point is None:
+            return False
+        finals = (self.front_point(history.of(n)[-1]) for n in history.finished)
+        return not any(
+            final is not None and all(f <= p for f, p in zip(final, point, strict=True))
+            for final in finals
+        )
 
 
 class ASHA(StoppingRule):
@@ -117,7 +143,7 @@ class ASHA(StoppingRule):
         keys = self.rank.keys(history.reports, budget)
         better = sum(1 for key in keys.values() if key < keys[number])
         quota = max(1, int(len(keys) // self.reduction_factor))
-        if better < quota:
+        if better < quota or self.rank.widens_front(number, history):
             return None
         return Stop(
             f"{self.name}: rung {budget}",
@@ -153,6 +179,22 @@ def by_metric(goal: Goal) -> Ranking:
         }
 
     return ranking
+
+
+def feasible_point(
+    goals: Sequence[Goal], constraints: Sequence[Constraint]
+) -> Callable[[Mapping[str, float]], list[float] | None]:
+    """Metrics -> the goals' minimized point where every goal is reported and every
+    constraint met, else ``None``."""
+
+    def point(metrics: Mapping[str, float]) -> list[float] | None:
+        if any(g.metric not in metrics for g in goals) or any(
+            c.metric not in metrics or c.violation(metrics) > 0 for c in constraints
+        ):
+            return None
+        return minimized([metrics[g.metric] for g in goals], goals)
+
+    return point
 
 
 def by_objectives(

@@ -28,6 +28,8 @@ class History:
     trained: int = 0
     """The most reports made by a trial that ran to the end of its training (0: none yet):
     where training ends, so where no rung may stop a trial."""
+    finished: set[int] = field(default_factory=set)
+    """Trials that ran to the end of their training."""
 
     def add(self, number: int, metrics: Mapping[str, float]) -> int:
         """Record trial ``number``'s next report; returns its budget (1 for the first)."""
@@ -38,6 +40,7 @@ class History:
     def finish(self, number: int) -> None:
         """Trial ``number`` ran to the end of its training."""
         self.trained = max(self.trained, len(self.of(number)))
+        self.finished.add(number)
 
     def of(self, number: int) -> list[dict[str, float]]:
         return self.reports.get(number, [])
