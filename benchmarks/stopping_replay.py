@@ -70,6 +70,8 @@ def replay(study: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         budget = next((b for b, m in enumerate(reports, 1)
                        if stopping.report(trial.number, m) and b < len(reports)), None)
         spent += steps * (budget or len(reports)) / len(reports)
+        if budget is None:
+            stopping.finish(trial.number)  # ran to its end, as the runner tells the rules
         last = reports[-1]
         if budget is None and all(c.violation(last) <= 0 for c in spec.constraints):
             finals.append(SimpleNamespace(values=[last[g.metric] for g in spec.goals]))
