@@ -25,11 +25,14 @@ class History:
     """Every trial's reports, in order. A trial's budget so far is its number of reports."""
 
     reports: dict[int, list[dict[str, float]]] = field(default_factory=dict)
-    trained: int = 0
-    """The most reports made by a trial that ran to the end of its training (0: none yet):
-    where training ends, so where no rung may stop a trial."""
     finished: set[int] = field(default_factory=set)
     """Trials that ran to the end of their training."""
+
+    @property
+    def trained(self) -> int:
+        """The most reports made by a trial that ran to the end of its training (0: none
+        yet): where training ends, so where no rung may stop a trial."""
+        return max((len(self.of(n)) for n in self.finished), default=0)
 
     def add(self, number: int, metrics: Mapping[str, float]) -> int:
         """Record trial ``number``'s next report; returns its budget (1 for the first)."""
@@ -39,7 +42,6 @@ class History:
 
     def finish(self, number: int) -> None:
         """Trial ``number`` ran to the end of its training."""
-        self.trained = max(self.trained, len(self.of(number)))
         self.finished.add(number)
 
     def of(self, number: int) -> list[dict[str, float]]:
