@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import moocore
@@ -27,6 +28,12 @@ def is_feasible(trial: FrozenTrial) -> bool:
 def minimized(values: Sequence[float], goals: Sequence[Goal]) -> list[float]:
     """Goal values turned so that smaller is better in each."""
     return [goal.minimized(v) for v, goal in zip(values, goals, strict=True)]
+
+
+def metrics_point(metrics: Mapping[str, float], goals: Sequence[Goal]) -> list[float]:
+    """The goals' metrics taken from ``metrics``, smaller is better in each (NaN where one
+    is missing)."""
+    return minimized([metrics.get(goal.metric, math.nan) for goal in goals], goals)
 
 
 def nondominated(points: Sequence[Sequence[float]]) -> list[bool]:

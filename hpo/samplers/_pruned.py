@@ -36,7 +36,6 @@ docs/benchmarks.md).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -51,7 +50,7 @@ from optuna.samplers._tpe.sampler import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.pareto import minimized, reference_point
+from hpo.pareto import metrics_point, reference_point
 from hpo.spec import Goal
 from hpo.stopping import DEGENERATE, RungRanking
 from hpo.trials import ATTR_REPORTS, ATTR_STOPPED
@@ -118,8 +117,7 @@ def best_spread(values: Mapping[int, Mapping[str, float]], keys: Mapping[int, An
     cut = keys[ordered[size]]
     better = [n for n in ordered if keys[n] < cut]
     tied = [n for n in ordered if keys[n] == cut]
-    points = np.array([minimized([values[n].get(g.metric, math.nan) for g in goals], goals)
-                       for n in tied])
+    points = np.array([metrics_point(values[n], goals) for n in tied])
     if not np.isfinite(points).all():
         return ordered[:size]
     reference = reference_point(goals)

@@ -57,7 +57,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hpo.pareto import minimized, nondominated_ranks
+from hpo.pareto import metrics_point, nondominated_ranks
 from hpo.spec import Constraint, DegenerateRule, Goal
 from hpo.stopping._base import History, Stop, StoppingRule
 
@@ -188,11 +188,12 @@ def feasible_point(
     constraint met, else ``None``."""
 
     def point(metrics: Mapping[str, float]) -> list[float] | None:
-        if any(g.metric not in metrics for g in goals) or any(
+        values = metrics_point(metrics, goals)
+        if any(math.isnan(v) for v in values) or any(
             c.metric not in metrics or c.violation(metrics) > 0 for c in constraints
         ):
             return None
-        return minimized([metrics[g.metric] for g in goals], goals)
+        return values
 
     return point
 
@@ -209,8 +210,7 @@ def by_objectives(
     exactly ranks after those that do not: a copy widens no front."""
 
     def point(metrics: Mapping[str, float]) -> list[float]:
-        values = [metrics.get(goal.metric, math.nan) for goal in goals]
-        return [_worst_if_nan(v) for v in minimized(values, goals)]
+        return [_worst_if_nan(v) for v in metrics_point(metrics, goals)]
 
     def violation(metrics: Mapping[str, float]) -> float:
         return sum(
