@@ -29,7 +29,8 @@ On ``curves`` (100 trials, 20 seeds) the budget rule raised the hypervolume kept
 MO-ASHA from 0.964 to 0.988 of a study without early stopping, and the compute saved from
 2.97x to 3.21x (medians; 0.979 on 40 seeds). The tie-break then moved distill-squad (60
 trials, 5 seeds) from 0.973 to 0.981 at 3.67x (0.966 on 7 seeds, where one study's
-sampler collapsed onto LoRA students); on 40 seeds of ``curves`` its effect is
+sampler collapsed onto LoRA students; with MO-ASHA's later finished-front rule 0.976 at
+3.28x on 11 seeds); on 40 seeds of ``curves`` its effect is
 within seed noise (0.974 against 0.979, per-seed difference -0.017 to +0.008 at 95%;
 docs/benchmarks.md).
 """

@@ -173,10 +173,7 @@ def by_metric(goal: Goal) -> Ranking:
     """Rank on one objective."""
 
     def ranking(reached: Mapping[int, Mapping[str, float]], budget: int) -> dict[int, Any]:
-        return {
-            n: _worst_if_nan(goal.minimized(m.get(goal.metric, math.nan)))
-            for n, m in reached.items()
-        }
+        return {n: _worst_if_nan(metrics_point(m, (goal,))[0]) for n, m in reached.items()}
 
     return ranking
 
