@@ -17,12 +17,15 @@ from sqlalchemy.engine import make_url
 TESTS_DIR = Path(__file__).parent
 sys.path.insert(0, str(TESTS_DIR / "support"))
 
-# Started as a background job of a non-interactive shell (`.ci/run &`), pytest inherits
-# SIGINT ignored, and so would every hpo it starts: Python then installs no
-# KeyboardInterrupt handler and the Ctrl+C tests hang. Restore what a terminal gives; an
-# ignored signal stays ignored across exec, a handled one is reset to its default.
-if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Started as a background job of a non-interactive shell (`.ci/run &`), pytest
+    inherits SIGINT ignored, and so would every hpo it starts: Python then installs no
+    KeyboardInterrupt handler and the Ctrl+C tests hang. Restore what a terminal gives; an
+    ignored signal stays ignored across exec, a handled one is reset to its default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 RunHpo = Callable[..., subprocess.CompletedProcess[str]]
 NewDatabase = Callable[[], str]

@@ -165,15 +165,16 @@ def extrapolated(reports: Sequence[Mapping[str, float]], horizon: int) -> dict[s
     }
 
 
-def _worst_if_nan(value: float) -> float:
-    return math.inf if math.isnan(value) else value
+def _ranked_point(metrics: Mapping[str, float], goals: Sequence[Goal]) -> list[float]:
+    """The goals' minimized point, a missing or NaN value ranking worst (infinite)."""
+    return [math.inf if math.isnan(v) else v for v in metrics_point(metrics, goals)]
 
 
 def by_metric(goal: Goal) -> Ranking:
     """Rank on one objective."""
 
     def ranking(reached: Mapping[int, Mapping[str, float]], budget: int) -> dict[int, Any]:
-        return {n: _worst_if_nan(metrics_point(m, (goal,))[0]) for n, m in reached.items()}
+        return {n: _ranked_point(m, (goal,))[0] for n, m in reached.items()}
 
     return ranking
 
@@ -206,9 +207,6 @@ def by_objectives(
     rules do (see module). Within a rank, a trial whose values repeat an earlier trial's
     exactly ranks after those that do not: a copy widens no front."""
 
-    def point(metrics: Mapping[str, float]) -> list[float]:
-        return [_worst_if_nan(v) for v in metrics_point(metrics, goals)]
-
     def violation(metrics: Mapping[str, float]) -> float:
         return sum(
             max(0.0, c.violation(metrics)) if c.metric in metrics else math.inf
@@ -227,7 +225,8 @@ def by_objectives(
         for infeasible in (False, True):
             group = sorted(n for n, v in violations.items() if (v > 0) == infeasible)
             points = [
-                ([violations[n]] if infeasible else []) + point(reached[n]) for n in group
+                ([violations[n]] if infeasible else []) + _ranked_point(reached[n], goals)
+                for n in group
             ]
             copies: Counter[tuple[float, ...]] = Counter()
             for n, rank, p in zip(group, nondominated_ranks(points), points, strict=True):
