@@ -45,7 +45,7 @@ def curves_of(trial: Any, spec: Any, stored: bool) -> list[dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         context = TrialContext(spec.name, trial.number, trial.user_attrs["seed"], 1, 0,
                                Path(tmp), Path(tmp))
-        objective.run(trial.params, context, lambda step, m: reports.append(dict(m)))
+        objective.run(trial.params, context, lambda step, m, last=False: reports.append(dict(m)))
     return reports
 
 

@@ -36,6 +36,8 @@ warnings.filterwarnings("ignore", message="Overwrite an old format constraint")
 # Keys of the result dicts a trial sends back while it runs.
 STEP = "hpo_step"
 FINAL = "hpo_final"
+LAST = "hpo_last"
+"""On the report of a trial's last evaluation (``report(..., last=True)``)."""
 ERROR = "hpo_error"
 NODE = "hpo_node"
 """Where the trial runs: ``hostname`` (local backend) or ``hostname:ray-node-id``."""

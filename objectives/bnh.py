@@ -71,5 +71,5 @@ class BinhKornObjective(Objective):
         if unknown:
             raise ValueError(f"unknown parameters {unknown}; known: {list(BOUNDS)}")
         metrics = evaluate(_coordinate(params, "x"), _coordinate(params, "y"))
-        report(0, metrics)
+        report(0, metrics, last=True)
         return metrics

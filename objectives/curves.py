@@ -202,7 +202,7 @@ class CurvesObjective(Objective):
             if self.step_seconds > 0:
                 time.sleep(self.step_seconds)
             metrics = self._metrics(cfg, step, run_offset, rng)
-            report(step, metrics)
+            report(step, metrics, last=step == self.steps)
         return metrics
 
     def _metrics(

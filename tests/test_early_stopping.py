@@ -72,6 +72,28 @@ def test_curves_study_stops_degenerate_and_hopeless_trials(
     assert counts["degenerate: always-no-answer"] == len(degenerate)
 
 
+def test_a_trial_violating_a_constraint_only_at_its_end_is_complete_not_stopped(
+    workdir: Path, run_hpo: RunHpo
+) -> None:
+    """The infeasibility rule would first fire on report 20 of 20 (grace 19, patience 2):
+    the trials' training is over by then, so they end COMPLETE and infeasible, not PRUNED
+    as stopped early (on a real GPU, distill-squad students with 3 evaluations were)."""
+    result = run_hpo(
+        "study", "curves", "--trials", "8", "--seed", "1", "--scheduler", "none",
+        "--constraint", "exact >= 99",
+        "--set", "stopping.infeasible={grace_period: 19, patience: 2, margin: 0}",
+        "--set", "stopping.degenerate={}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = _study(workdir, "curves").get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 8
+    for trial in trials:
+        assert len(trial.user_attrs["reports"]) == 20 and "stopped" not in trial.user_attrs
+        assert max(trial.constraints.values()) > 0  # infeasible, and recorded as such
+    status = json.loads(run_hpo("status", "curves", "--json").stdout)
+    assert not status["stopped_early"]
+
+
 def test_health_check_explains_a_study_where_nothing_is_feasible(
     workdir: Path, run_hpo: RunHpo
 ) -> None:

@@ -28,13 +28,15 @@ COLLAPSING = [
 
 
 class Recorder:
-    """A reporter that keeps every (step, metrics) it is given."""
+    """A reporter that keeps every (step, metrics) it is given, and which one was last."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, dict[str, float]]] = []
+        self.lasts: list[bool] = []
 
-    def __call__(self, step: int, metrics: Mapping[str, float]) -> None:
+    def __call__(self, step: int, metrics: Mapping[str, float], *, last: bool = False) -> None:
         self.calls.append((step, dict(metrics)))
+        self.lasts.append(last)
 
 
 def context(tmp_path: Path, seed: int = 0) -> TrialContext:
@@ -70,6 +72,15 @@ def test_curves_reports_every_step_with_every_metric(tmp_path: Path) -> None:
     assert final == calls[-1][1]
     assert calls[-1][1]["train_loss"] < calls[0][1]["train_loss"]
     assert calls[-1][1]["exact"] > calls[0][1]["exact"] + 20
+
+
+def test_curves_and_bnh_flag_their_last_report(tmp_path: Path) -> None:
+    """The report at the end of training says so: no early-stopping rule acts on it."""
+    curves, bnh = Recorder(), Recorder()
+    CurvesObjective(steps=4).run(GOOD, context(tmp_path), curves)
+    BinhKornObjective().run({"x": 1.0, "y": 1.0}, context(tmp_path), bnh)
+    assert curves.lasts == [False, False, False, True]
+    assert bnh.lasts == [True]
 
 
 def test_curves_uses_defaults_for_parameters_not_searched(tmp_path: Path) -> None:

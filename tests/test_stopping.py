@@ -180,6 +180,26 @@ def test_no_rung_stops_a_trial_at_the_end_of_its_training() -> None:
     assert stops(resumed) == [None] * 6
 
 
+def test_no_rule_stops_a_trial_on_the_last_report_of_its_training() -> None:
+    """A report flagged ``last``, or as far as a trial that ran to its end got, is recorded
+    but never stops the trial, whatever the rules say (it was PRUNED with all its training
+    done: counted as stopped early, and COMPLETE-infeasible in all but name)."""
+    collapsed = {"HasAns_exact": 0.0, "NoAns_exact": 100.0}
+    stopping = EarlyStopping(
+        [DegenerateStop(DegenerateRule(NO_ANSWER.name, NO_ANSWER.when, patience=2))],
+        ["HasAns_exact", "NoAns_exact"],
+    )
+    assert stopping.report(0, collapsed) is None  # patience 2
+    assert stopping.report(0, collapsed, last=True) is None
+    assert stopping.history.of(0) == [collapsed, collapsed]
+    assert stopping.report(1, collapsed) is None
+    stop = stopping.report(1, collapsed)  # same reports, not the last: stopped
+    assert stop is not None and stop.reason == "degenerate: always-no-answer"
+    stopping.finish(0)  # trial 0 ran to its end after 2 reports: report 2 ends training
+    assert stopping.report(2, collapsed) is None
+    assert stopping.report(2, collapsed) is None
+
+
 def test_extrapolation_follows_the_last_two_reports_to_the_horizon() -> None:
     reports = [{"exact": 30.0, "num_params": 5e6}, {"exact": 40.0, "num_params": 5e6}]
     # 10 points per report for 8 more reports; the static parameter count stays
@@ -281,8 +301,10 @@ def test_curves_collapsing_runs_are_stopped_as_degenerate_and_good_ones_never(
     stopped_at = {}
     for number, params in configs.items():
 
-        def report(step: int, metrics: Mapping[str, float], number: int = number) -> None:
-            stop = stopping.report(number, metrics)
+        def report(
+            step: int, metrics: Mapping[str, float], *, last: bool = False, number: int = number
+        ) -> None:
+            stop = stopping.report(number, metrics, last=last)
             if stop is not None:
                 stopped_at[number] = (step, stop.reason)
                 raise _Stopped

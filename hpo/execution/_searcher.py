@@ -24,6 +24,7 @@ from hpo.summary import StudySummary
 from hpo.trials import (
     ATTR_NODE,
     FINAL,
+    LAST,
     NODE,
     STEP,
     Outcome,
@@ -126,7 +127,7 @@ class StudySearcher(Searcher):
         self._steps[trial_id] = int(result[STEP])
         for observer in self.observers:
             observer.trial_reported(number, int(result[STEP]), metrics)
-        stop = self.stopping.report(number, metrics)
+        stop = self.stopping.report(number, metrics, last=bool(result.get(LAST)))
         if stop is not None:
             self._stops[trial_id] = stop
         return stop is not None

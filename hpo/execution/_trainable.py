@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.objectives import TrialContext, resolve_objective
-from hpo.trials import ERROR, FINAL, NODE, STEP
+from hpo.trials import ERROR, FINAL, LAST, NODE, STEP
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -37,8 +37,8 @@ def run_objective(config: Mapping[str, Any], send: Send) -> None:
             cache_dir=Path(config["cache_dir"]),
         )
 
-        def report(step: int, metrics: Mapping[str, float]) -> None:
-            send({**metrics, STEP: int(step)})
+        def report(step: int, metrics: Mapping[str, float], *, last: bool = False) -> None:
+            send({**metrics, STEP: int(step), **({LAST: True} if last else {})})
 
         final = dict(objective.run(config["params"], context, report))
     except StopTrial:

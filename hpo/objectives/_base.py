@@ -38,9 +38,13 @@ class TrialContext:
 
 
 class Reporter(Protocol):
-    """Reports intermediate metrics; call it any number of times with increasing steps."""
+    """Reports intermediate metrics; call it any number of times with increasing steps.
+    ``last=True`` says training is over (the report of the final evaluation): the report
+    is recorded, but no early-stopping rule stops the trial there, since it has done all
+    its work; it ends COMPLETE, feasible or not."""
 
-    def __call__(self, step: int, metrics: Mapping[str, float]) -> None: ...
+    def __call__(self, step: int, metrics: Mapping[str, float], *, last: bool = False) -> None:
+        ...
 
 
 class Objective(abc.ABC):

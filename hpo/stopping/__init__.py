@@ -23,9 +23,16 @@ class EarlyStopping:
         """The metrics the rules look at: the only ones kept in the history."""
         self.history = History()
 
-    def report(self, number: int, metrics: Mapping[str, float]) -> Stop | None:
-        """Record trial ``number``'s next report; a ``Stop`` if it should stop now."""
-        self.history.add(number, {k: v for k, v in metrics.items() if k in self.metrics})
+    def report(
+        self, number: int, metrics: Mapping[str, float], *, last: bool = False
+    ) -> Stop | None:
+        """Record trial ``number``'s next report; a ``Stop`` if it should stop now. Never at
+        the end of training (``last``, or as many reports as a trial that ran to its end
+        made): the trial has done its work, and stopping it would only keep it off the
+        Pareto front and count it as stopped early."""
+        budget = self.history.add(number, {k: v for k, v in metrics.items() if k in self.metrics})
+        if last or 0 < self.history.trained <= budget:
+            return None
         for rule in self.rules:
             stop = rule.check(number, self.history)
             if stop is not None:

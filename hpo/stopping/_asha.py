@@ -138,8 +138,8 @@ class ASHA(StoppingRule):
 
     def check(self, number: int, history: History) -> Stop | None:
         budget = len(history.of(number))
-        if not self.is_rung(budget) or 0 < history.trained <= budget:
-            return None  # no rung at the end of training: the trial has done its work
+        if not self.is_rung(budget):
+            return None
         keys = self.rank.keys(history.reports, budget)
         better = sum(1 for key in keys.values() if key < keys[number])
         quota = max(1, int(len(keys) // self.reduction_factor))

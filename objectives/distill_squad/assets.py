@@ -156,7 +156,7 @@ def fine_tune_teacher(args: Mapping[str, Any], vocab_size: int,
     steps = tqdm(desc="teacher", total=total, unit="step", file=sys.stderr, mininterval=5.0)
     model.to(device)
     train(model, train_features, settings, device, evaluate_fn=lambda step: {},
-          report=lambda step, metrics: None, on_step=lambda: steps.update(1))
+          report=lambda step, metrics, last=False: None, on_step=lambda: steps.update(1))
     steps.close()
     return model.cpu()
 

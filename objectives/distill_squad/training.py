@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpo.objectives import Reporter
 from objectives.distill_squad.squad_eval import evaluate
 
 Features = Mapping[str, torch.Tensor]
@@ -55,13 +56,13 @@ def distillation_loss(start: torch.Tensor, end: torch.Tensor, batch: Features,
 
 def train(model: nn.Module, features: Features, settings: TrainSettings, device: torch.device,
           evaluate_fn: Callable[[int], Mapping[str, float]],
-          report: Callable[[int, dict[str, float]], None],
+          report: Reporter,
           teacher_logits: torch.Tensor | None = None,
           generator: torch.Generator | None = None,
           on_step: Callable[[], None] | None = None) -> dict[str, float]:
     """Train with AdamW and linear warm-up/decay; every 1/k of the steps, evaluate and
-    report the evaluation metrics with the mean loss components since the last report.
-    Returns the last report."""
+    report the evaluation metrics with the mean loss components since the last report
+    (the one at the end of training with ``last=True``). Returns the last report."""
     n = len(features["input_ids"])
     steps_per_epoch = math.ceil(n / settings.batch_size)
     total = max(1, round(settings.epochs * steps_per_epoch))
@@ -79,7 +80,7 @@ def train(model: nn.Module, features: Features, settings: TrainSettings, device:
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     sums: dict[str, float] = {}
     count = 0
-    last: dict[str, float] = {}
+    latest: dict[str, float] = {}
     order = torch.empty(0, dtype=torch.long)
     model.train()
     for step in range(1, total + 1):
@@ -108,12 +109,12 @@ def train(model: nn.Module, features: Features, settings: TrainSettings, device:
         if on_step is not None:
             on_step()
         if step in marks:
-            last = {**evaluate_fn(step), **{k: v / count for k, v in sums.items()},
+            latest = {**evaluate_fn(step), **{k: v / count for k, v in sums.items()},
                     "epoch": step / steps_per_epoch}
-            report(step, last)
+            report(step, latest, last=step == total)
             sums, count = {}, 0
             model.train()
-    return last
+    return latest
 
 
 @torch.inference_mode()
