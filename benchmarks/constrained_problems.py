@@ -59,7 +59,7 @@ class _Problem(Objective):
     ) -> Mapping[str, float]:
         metrics = {k: float(v) for k, v in
                    self.evaluate(float(params["x1"]), float(params["x2"])).items()}
-        report(0, metrics)
+        report(0, metrics, last=True)
         return metrics
 
 

@@ -176,7 +176,7 @@ def evaluate(
         return None
 
 
-def _ignore(step: int, metrics: Any) -> None:
+def _ignore(step: int, metrics: Any, *, last: bool = False) -> None:
     pass
 
 
