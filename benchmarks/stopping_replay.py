@@ -68,7 +68,7 @@ def replay(study: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         steps = float(trial.user_attrs.get(ATTR_STEPS, len(reports)))
         full += steps
         budget = next((b for b, m in enumerate(reports, 1)
-                       if stopping.report(trial.number, m) and b < len(reports)), None)
+                       if stopping.report(trial.number, m, last=b == len(reports))), None)
         spent += steps * (budget or len(reports)) / len(reports)
         if budget is None:
             stopping.finish(trial.number)  # ran to its end, as the runner tells the rules
