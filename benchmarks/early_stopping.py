@@ -30,11 +30,17 @@ BASELINE = "none"
 NO_STOPPING = [("stopping.infeasible", None), ("stopping.degenerate", {})]
 
 
+def study_name(study: str, scheduler: str, trials: int, seed: int) -> str:
+    """The benchmark's study of one scheduler and seed (``stopping_replay.py`` and
+    ``rank_agreement.py`` read the ``none`` ones)."""
+    return f"es-{study}-{scheduler}-t{trials}-s{seed}"
+
+
 def run_one(study: str, scheduler: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     import hpo
     from hpo.trials import ATTR_STEPS, ATTR_STOPPED
 
-    name = f"es-{study}-{scheduler}-t{args.trials}-s{seed}"
+    name = study_name(study, scheduler, args.trials, seed)
     overrides = [("run.backend", args.backend), *[tuple(o) for o in args.set]]
     if scheduler == BASELINE:
         overrides += NO_STOPPING

@@ -31,6 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from _report import print_table  # benchmarks/ is the script's directory
+from early_stopping import BASELINE, study_name
 
 
 def curves_of(trial: Any, spec: Any, stored: bool) -> list[dict[str, float]]:
@@ -56,7 +57,7 @@ def replay(study: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     from hpo.stopping import create_stopping
     from hpo.trials import ATTR_REPORTS, ATTR_STEPS
 
-    trials, _ = hpo.load(f"es-{study}-none-t{args.trials}-s{seed}")
+    trials, _ = hpo.load(study_name(study, BASELINE, args.trials, seed))
     spec = resolve_spec(study, overrides=args.set)
     stopping = create_stopping(spec)
     full = spent = 0.0

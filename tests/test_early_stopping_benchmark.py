@@ -1,4 +1,5 @@
-"""benchmarks/early_stopping.py: how its summary compares schedulers with ``none``."""
+"""benchmarks/early_stopping.py: how its summary compares schedulers with ``none``;
+benchmarks/rank_agreement.py: how early reports are judged against the end."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import median_interval  # noqa: E402
 from early_stopping import compare  # noqa: E402
+from rank_agreement import agreement  # noqa: E402
 
 
 def rows(kept: list[float]) -> list[dict[str, object]]:
@@ -42,3 +44,24 @@ def test_more_seeds_of_the_same_spread_narrow_the_interval() -> None:
     many_low, many_high = median_interval(few * 8)
     assert many_high - many_low < high - low
     assert median_interval([0.97] * 6) == (0.97, 0.97)
+
+
+def run(size: float, *exact: float) -> list[dict[str, float]]:
+    return [{"exact": e, "num_params": size} for e in exact]
+
+
+def test_rank_agreement_judges_early_reports_within_a_size() -> None:
+    # within each size the students that lead at report 1 end last (the slow learners
+    # end best), while the large ones lead the small ones throughout
+    runs = [run(1e5, 62, 63, 64), run(1e5, 60, 66, 68), run(1e5, 56, 70, 76),
+            run(1e5, 55, 72, 77), run(4e5, 80, 81, 82), run(4e5, 78, 83, 84),
+            run(4e5, 76, 85, 86), run(4e5, 75, 86, 88)]
+    first = agreement(runs, 1, "exact", "num_params", 1.0)
+    assert first == {"report": 1, "spearman": -1.0, "trials": 8, "best_kept": 0.0, "groups": 2}
+    second = agreement(runs, 2, "exact", "num_params", 1.0)
+    assert second["spearman"] == 1.0 and second["best_kept"] == 1.0
+    # pooled over sizes, report 1 looks informative: size dominates the ranking
+    assert agreement(runs, 1, "exact", None, 1.0)["spearman"] > 0.5
+    # a metric to minimize: the same agreement, its best trial the lowest at the end
+    assert agreement(runs, 2, "exact", "num_params", -1.0)["spearman"] == 1.0
+    assert agreement(runs, 1, "exact", "num_params", -1.0)["best_kept"] == 0.0

@@ -1,0 +1,103 @@
+"""How well a trial's standing at an early report predicts where it ends: the evidence for
+where a study's first rung belongs, read from the ``none`` studies of
+``benchmarks/early_stopping.py`` (every trial ran to its end there).
+
+For each report k, over the trials that ran to their end, grouped by equal ``--within``
+metric (``num_params``: students of one size; none: one group):
+
+- ``spearman``: the rank correlation between the metric at report k and at the last
+  report, within each group of at least 4 trials, averaged weighted by group size (groups
+  where all trials tie at report k are left out);
+- ``best_kept``: the share of groups (at least 3 trials) whose best trial at the end is
+  among the best third at report k, as a rung with reduction factor 3 would keep it.
+
+    python benchmarks/rank_agreement.py distill-squad --trials 100 --seeds 0 --home H
+
+Prints a table and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from _report import print_table  # benchmarks/ is the script's directory
+from early_stopping import BASELINE, study_name
+
+
+def curves(study: str, seed: int, args: argparse.Namespace) -> list[list[dict[str, float]]]:
+    """The reports of every trial of the seed's ``none`` study that ran to its end."""
+    import hpo
+    from hpo.trials import ATTR_REPORTS
+
+    trials, _ = hpo.load(study_name(study, BASELINE, args.trials, seed))
+    runs = [list(t.user_attrs.get(ATTR_REPORTS) or []) for t in trials.get_trials(deepcopy=False)
+            if t.values is not None]
+    longest = max(map(len, runs), default=0)
+    return [r for r in runs if len(r) == longest]
+
+
+def agreement(runs: list[list[dict[str, float]]], report: int, metric: str, within: str | None,
+              sign: float) -> dict[str, Any]:
+    """``spearman`` and ``best_kept`` at ``report`` (1-based; see the module docstring)."""
+    groups: dict[float, list[tuple[float, float]]] = defaultdict(list)
+    for run in runs:
+        key = run[-1][within] if within else 0.0
+        groups[key].append((sign * run[report - 1][metric], sign * run[-1][metric]))
+    weighted = weight = kept = counted = 0
+    for pairs in groups.values():
+        early, final = pd.Series([p[0] for p in pairs]), pd.Series([p[1] for p in pairs])
+        if len(pairs) >= 4 and early.nunique() > 1 and final.nunique() > 1:
+            weighted += len(pairs) * early.corr(final, method="spearman")
+            weight += len(pairs)
+        if len(pairs) >= 3:
+            standing = early.rank(ascending=False, method="max")[int(final.idxmax())]
+            kept += int(standing <= math.ceil(len(pairs) / 3))
+            counted += 1
+    return {"report": report,
+            "spearman": round(weighted / weight, 2) if weight else None,
+            "trials": weight,
+            "best_kept": round(kept / counted, 2) if counted else None,
+            "groups": counted}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study")
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--reports", type=int, nargs="+", default=[1, 2, 3, 6, 9])
+    parser.add_argument("--within", help="group trials by this final metric (num_params)")
+    parser.add_argument("--home", default="storage/benchmarks")
+    parser.add_argument("--out", help="JSON file (default: benchmarks/results/rank_agreement_"
+                        "STUDY.json)")
+    args = parser.parse_args(argv)
+    from hpo.api import resolve_spec
+
+    os.environ["HPO_HOME"] = str(Path(args.home).absolute())
+    goal = resolve_spec(args.study).goals[0]
+    sign = 1.0 if goal.direction == "maximize" else -1.0
+    rows = []
+    for seed in args.seeds:
+        runs = curves(args.study, seed, args)
+        rows += [{"seed": seed, **agreement(runs, k, goal.metric, args.within, sign)}
+                 for k in args.reports if k <= min(map(len, runs), default=0)]
+    print(f"{goal.metric}: report k against the last report"
+          + (f", within equal {args.within}" if args.within else ""))
+    print_table(rows)
+    out = Path(args.out or f"benchmarks/results/rank_agreement_{Path(args.study).stem}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows, "command": " ".join(sys.argv)}, indent=2))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
