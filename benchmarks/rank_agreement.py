@@ -3,7 +3,7 @@ where a study's first rung belongs, read from the ``none`` studies of
 ``benchmarks/early_stopping.py`` (every trial ran to its end there).
 
 For each report k, over the trials that ran to their end, grouped by equal ``--within``
-metric (``num_params``: students of one size; none: one group):
+metric (``num_params``: students of one size; without it, one group):
 
 - ``spearman``: the rank correlation between the metric at report k and at the last
   report, within each group of at least 4 trials, averaged weighted by group size (groups
@@ -32,7 +32,9 @@ from _report import print_table  # benchmarks/ is the script's directory
 from early_stopping import BASELINE, study_name
 
 
-def curves(study: str, seed: int, args: argparse.Namespace) -> list[list[dict[str, float]]]:
+def finished_curves(
+    study: str, seed: int, args: argparse.Namespace
+) -> list[list[dict[str, float]]]:
     """The reports of every trial of the seed's ``none`` study that ran to its end."""
     import hpo
     from hpo.trials import ATTR_REPORTS
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     sign = 1.0 if goal.direction == "maximize" else -1.0
     rows = []
     for seed in args.seeds:
-        runs = curves(args.study, seed, args)
+        runs = finished_curves(args.study, seed, args)
         rows += [{"seed": seed, **agreement(runs, k, goal.metric, args.within, sign)}
                  for k in args.reports if k <= min(map(len, runs), default=0)]
     print(f"{goal.metric}: report k against the last report"
