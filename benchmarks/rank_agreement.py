@@ -33,17 +33,18 @@ from early_stopping import BASELINE, study_name
 
 
 def finished_curves(
-    study: str, seed: int, args: argparse.Namespace
-) -> list[list[dict[str, float]]]:
-    """The reports of every trial of the seed's ``none`` study that ran to its end."""
+    study: str, seed: int, trials: int
+) -> tuple[list[list[dict[str, float]]], Any]:
+    """The reports of every trial of the seed's ``none`` study that ran to its end, and the
+    goal they are judged on (the study's first, as stored with it)."""
     import hpo
     from hpo.trials import ATTR_REPORTS
 
-    trials, _ = hpo.load(study_name(study, BASELINE, args.trials, seed))
-    runs = [list(t.user_attrs.get(ATTR_REPORTS) or []) for t in trials.get_trials(deepcopy=False)
+    stored, spec = hpo.load(study_name(study, BASELINE, trials, seed))
+    runs = [list(t.user_attrs.get(ATTR_REPORTS) or []) for t in stored.get_trials(deepcopy=False)
             if t.values is not None]
     longest = max(map(len, runs), default=0)
-    return [r for r in runs if len(r) == longest]
+    return [r for r in runs if len(r) == longest], spec.goals[0]
 
 
 def agreement(runs: list[list[dict[str, float]]], report: int, metric: str, within: str | None,
@@ -81,16 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="JSON file (default: benchmarks/results/rank_agreement_"
                         "STUDY.json)")
     args = parser.parse_args(argv)
-    from hpo.api import resolve_spec
-
     os.environ["HPO_HOME"] = str(Path(args.home).absolute())
-    goal = resolve_spec(args.study).goals[0]
-    sign = 1.0 if goal.direction == "maximize" else -1.0
     rows = []
     for seed in args.seeds:
-        runs = finished_curves(args.study, seed, args)
+        runs, goal = finished_curves(args.study, seed, args.trials)
+        sign = 1.0 if goal.direction == "maximize" else -1.0
         rows += [{"seed": seed, **agreement(runs, k, goal.metric, args.within, sign)}
-                 for k in args.reports if k <= min(map(len, runs), default=0)]
+                 for k in args.reports if runs and k <= len(runs[0])]
     print(f"{goal.metric}: report k against the last report"
           + (f", within equal {args.within}" if args.within else ""))
     print_table(rows)
