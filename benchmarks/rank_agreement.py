@@ -31,10 +31,12 @@ import pandas as pd
 from _report import print_table  # benchmarks/ is the script's directory
 from early_stopping import BASELINE, study_name
 
+from hpo.spec import Goal
+
 
 def finished_curves(
     study: str, seed: int, trials: int
-) -> tuple[list[list[dict[str, float]]], Any]:
+) -> tuple[list[list[dict[str, float]]], Goal]:
     """The reports of every trial of the seed's ``none`` study that ran to its end, and the
     goal they are judged on (the study's first, as stored with it)."""
     import hpo
@@ -47,13 +49,17 @@ def finished_curves(
     return [r for r in runs if len(r) == longest], spec.goals[0]
 
 
-def agreement(runs: list[list[dict[str, float]]], report: int, metric: str, within: str | None,
-              sign: float) -> dict[str, Any]:
-    """``spearman`` and ``best_kept`` at ``report`` (1-based; see the module docstring)."""
+def agreement(runs: list[list[dict[str, float]]], report: int, goal: Goal,
+              within: str | None) -> dict[str, Any]:
+    """``spearman`` and ``best_kept`` of ``goal``'s metric at ``report`` (1-based; see the
+    module docstring)."""
+    def better(metrics: dict[str, float]) -> float:  # larger is better
+        return -goal.minimized(metrics[goal.metric])
+
     groups: dict[float, list[tuple[float, float]]] = defaultdict(list)
     for run in runs:
         key = run[-1][within] if within else 0.0
-        groups[key].append((sign * run[report - 1][metric], sign * run[-1][metric]))
+        groups[key].append((better(run[report - 1]), better(run[-1])))
     weighted = weight = kept = counted = 0
     for pairs in groups.values():
         early, final = pd.Series([p[0] for p in pairs]), pd.Series([p[1] for p in pairs])
@@ -86,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in args.seeds:
         runs, goal = finished_curves(args.study, seed, args.trials)
-        sign = 1.0 if goal.direction == "maximize" else -1.0
-        rows += [{"seed": seed, **agreement(runs, k, goal.metric, args.within, sign)}
+        rows += [{"seed": seed, **agreement(runs, k, goal, args.within)}
                  for k in args.reports if runs and k <= len(runs[0])]
     print(f"{goal.metric}: report k against the last report"
           + (f", within equal {args.within}" if args.within else ""))

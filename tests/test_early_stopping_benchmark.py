@@ -14,6 +14,8 @@ from _report import median_interval  # noqa: E402
 from early_stopping import compare  # noqa: E402
 from rank_agreement import agreement  # noqa: E402
 
+from hpo.spec import Goal  # noqa: E402
+
 
 def rows(kept: list[float]) -> list[dict[str, object]]:
     """A none and an moasha run per seed: moasha spends a third of the compute and keeps
@@ -46,6 +48,9 @@ def test_more_seeds_of_the_same_spread_narrow_the_interval() -> None:
     assert median_interval([0.97] * 6) == (0.97, 0.97)
 
 
+EXACT, EXACT_MIN = Goal("exact", "maximize"), Goal("exact", "minimize")
+
+
 def run(size: float, *exact: float) -> list[dict[str, float]]:
     return [{"exact": e, "num_params": size} for e in exact]
 
@@ -56,12 +61,12 @@ def test_rank_agreement_judges_early_reports_within_a_size() -> None:
     runs = [run(1e5, 62, 63, 64), run(1e5, 60, 66, 68), run(1e5, 56, 70, 76),
             run(1e5, 55, 72, 77), run(4e5, 80, 81, 82), run(4e5, 78, 83, 84),
             run(4e5, 76, 85, 86), run(4e5, 75, 86, 88)]
-    first = agreement(runs, 1, "exact", "num_params", 1.0)
+    first = agreement(runs, 1, EXACT, "num_params")
     assert first == {"report": 1, "spearman": -1.0, "trials": 8, "best_kept": 0.0, "groups": 2}
-    second = agreement(runs, 2, "exact", "num_params", 1.0)
+    second = agreement(runs, 2, EXACT, "num_params")
     assert second["spearman"] == 1.0 and second["best_kept"] == 1.0
     # pooled over sizes, report 1 looks informative: size dominates the ranking
-    assert agreement(runs, 1, "exact", None, 1.0)["spearman"] > 0.5
+    assert agreement(runs, 1, EXACT, None)["spearman"] > 0.5
     # a metric to minimize: the same agreement, its best trial the lowest at the end
-    assert agreement(runs, 2, "exact", "num_params", -1.0)["spearman"] == 1.0
-    assert agreement(runs, 1, "exact", "num_params", -1.0)["best_kept"] == 0.0
+    assert agreement(runs, 2, EXACT_MIN, "num_params")["spearman"] == 1.0
+    assert agreement(runs, 1, EXACT_MIN, "num_params")["best_kept"] == 0.0
