@@ -25,16 +25,8 @@ made the good set.
 Everything else is the bad set: trials stopped earlier, trials known to end badly (stopped
 as degenerate, or violating a constraint at their end), and running ones (constant liar).
 
-On ``curves`` (100 trials, 20 seeds) the budget rule raised the hypervolume kept under
-MO-ASHA from 0.964 to 0.988 of a study without early stopping, and the compute saved from
-2.97x to 3.21x (medians; 0.979 on 40 seeds). The tie-break then moved distill-squad (60
-trials, 5 seeds) from 0.973 to 0.981 at 3.67x (0.966 on 7 seeds, where one study's
-sampler collapsed onto LoRA students; with MO-ASHA's later finished-front rule 0.977 at
-3.08x on 17 seeds); on 40 seeds of ``curves`` its effect is
-within seed noise (0.974 against 0.979, per-seed difference -0.017 to +0.008 at 95%;
-docs/benchmarks.md). ``min_trials`` is the study's start-up count; capping it at 10
-(Optuna's default), so that distill-squad's 20 random start-up trials did not keep the
-model at report 1, made no difference there beyond seed noise (11 seeds: 0.971 at 3.39x).
+What each rule gained and what was tried and not kept, on ``curves`` and distill-squad:
+docs/benchmarks.md, "Early stopping".
 """
 
 from __future__ import annotations
