@@ -25,8 +25,8 @@ made the good set.
 Everything else is the bad set: trials stopped earlier, trials known to end badly (stopped
 as degenerate, or violating a constraint at their end), and running ones (constant liar).
 
-What each rule gained and what was tried and not kept, on ``curves`` and distill-squad:
-docs/benchmarks.md, "Early stopping".
+``min_trials`` is the study's ``run.startup_trials``. What each rule gained, and what was
+tried and not kept, on ``curves`` and distill-squad: docs/benchmarks.md, "Early stopping".
 """
 
 from __future__ import annotations
