@@ -11,7 +11,13 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.errors import ConfigError, RunError
-from hpo.execution import Observer, StudySearcher, run_trials, run_trials_locally
+from hpo.execution import (
+    Observer,
+    RayConnection,
+    StudySearcher,
+    run_trials,
+    run_trials_locally,
+)
 from hpo.health import HealthCheck
 from hpo.locking import study_lock
 from hpo.objectives import resolve_objective
@@ -144,6 +150,28 @@ def run_study(
         study = load_study(spec, open_storage(settings, create=True, spec=spec))
     if command is not None:
         record_command(study, command)
+    # Recovery (below) closes trials as interrupted, which never count: whether trials
+    # remain to run is known now, and Ray starts while the study gets ready to run them.
+    finished = sum(map(counts_towards_budget, study.get_trials(deepcopy=False)))
+    needs_ray = spec.trials > finished and spec.backend != "local"
+    connection = RayConnection(address) if needs_ray else None
+    try:
+        return _run(study, spec, settings, connection, show_progress=show_progress)
+    finally:
+        if connection is not None:
+            connection.close()
+
+
+def _run(
+    study: optuna.Study,
+    spec: StudySpec,
+    settings: Settings,
+    connection: RayConnection | None,
+    *,
+    show_progress: bool,
+) -> StudySummary:
+    """``run_study`` once the study is loaded: trials on Ray through ``connection``, or in
+    this process without one."""
     tracker = Tracker(spec, settings, study)
     recovery = Recovery(study, spec, after=lambda: tracker.close_orphans(study))
     with study_lock(settings, spec.name):
@@ -190,8 +218,8 @@ def run_study(
     try:
         if remaining > 0 and spec.backend == "local":
             run_trials_locally(searcher, runs)
-        elif remaining > 0:
-            run_trials(searcher, spec, settings, runs, address=address)
+        elif remaining > 0 and connection is not None:
+            run_trials(searcher, spec, settings, runs, connection)
     finally:
         heartbeat.close()
         if progress is not None:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import psutil
 import pytest
+import ray
 
 import hpo
 
 pytestmark = pytest.mark.integration
+
+
+def assert_ray_stopped() -> None:
+    """The local Ray a study started is gone: disconnected, none of its processes left
+    (the autoscaler monitor included), and the thread that started it has ended."""
+    assert not ray.is_initialized()
+    left = [" ".join(p.cmdline()[:2]) for p in psutil.Process().children(recursive=True)]
+    assert left == []
+    assert "hpo-ray" not in [t.name for t in threading.enumerate()]
 
 
 def test_run_then_inspect_from_python(workdir: Path) -> None:
@@ -25,12 +37,24 @@ def test_run_then_inspect_from_python(workdir: Path) -> None:
     assert spec.trials == 8 and spec.sampler == "random" and len(study.trials) == 8
     assert hpo.status("bnh-api").hypervolume == summary.hypervolume
     assert (workdir / "storage" / "optuna.db").is_file()
+    assert_ray_stopped()
 
 
 def test_gpus_the_cluster_does_not_have_is_a_clear_runtime_error(workdir: Path) -> None:
     # preflight=False: the GPU preflight check would stop it first (tests/test_preflight.py)
     with pytest.raises(hpo.RunError, match="asks for 1 GPU but the Ray cluster has 0"):
         hpo.run("bnh", trials=2, gpus=1, show_progress=False, preflight=False)
+    assert_ray_stopped()
+
+
+def test_ray_started_for_a_study_that_fails_before_its_trials_is_stopped(
+    workdir: Path,
+) -> None:
+    """Ray starts while the study gets ready; a failure meanwhile still stops it."""
+    with pytest.raises(hpo.RunError, match="could not prepare its inputs"):
+        hpo.run("bnh", trials=2, show_progress=False,
+                overrides=[("objective.name", "hpo_test_objectives:FailsToPrepare")])
+    assert_ray_stopped()
 
 
 def test_a_resumed_study_does_not_replay_earlier_configurations(workdir: Path) -> None:

@@ -28,7 +28,7 @@ import optuna
 import pytest
 
 from hpo.errors import ConfigError, RunError
-from hpo.execution import ray_client
+from hpo.execution import ray_backend, ray_client
 from hpo.execution.ray_backend import check_address, ray_init_kwargs, trial_resources
 from hpo.spec import load_spec
 from tests.conftest import TESTS_DIR, RunHpo, hpo_env
@@ -187,6 +187,25 @@ def test_cluster_jobs_carry_the_drivers_pythonpath() -> None:
     }
     from_env = ray_init_kwargs(None, env={"RAY_ADDRESS": "auto"})
     assert from_env["address"] == "auto" and "runtime_env" not in from_env
+
+
+def test_ray_that_cannot_be_started_fails_the_study_where_it_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray starts on its own thread; its failure is raised in the study's thread, by
+    ``wait``, as it was raised there, and ``close`` then has nothing to stop."""
+    failures = [RunError("cannot start or reach Ray at 10.0.0.5:6379: timed out"),
+                TypeError("unexpected")]  # fmt: skip
+    for failure in failures:
+        def fail(address: str | None, failure: Exception = failure) -> None:
+            raise failure
+
+        monkeypatch.setattr(ray_backend, "_connect", fail)
+        connection = ray_backend.RayConnection("10.0.0.5:6379")
+        with pytest.raises(type(failure), match=str(failure)):
+            connection.wait()
+        connection.close()
+        assert not connection._thread.is_alive()
 
 
 @pytest.mark.parametrize("address", ["ray://head", "head", "head:port"])

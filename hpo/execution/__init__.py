@@ -2,6 +2,6 @@
 
 from hpo.execution._searcher import Observer, StudySearcher
 from hpo.execution.local_backend import run_trials_locally
-from hpo.execution.ray_backend import run_trials
+from hpo.execution.ray_backend import RayConnection, run_trials
 
-__all__ = ["Observer", "StudySearcher", "run_trials", "run_trials_locally"]
+__all__ = ["Observer", "RayConnection", "StudySearcher", "run_trials", "run_trials_locally"]

@@ -8,9 +8,12 @@ connects to that cluster and only disconnects at the end: the cluster keeps runn
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -141,6 +144,80 @@ def _connect(address: str | None) -> None:
         raise RunError(f"cannot start or reach {where}: {str(exc).splitlines()[0]}") from None
 
 
+class _NoSigtermWarning(logging.Filter):
+    """``ray.init`` off the main thread warns that it leaves SIGTERM alone: hpo handles
+    SIGTERM itself while trials run (:func:`interruptible`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
+logging.getLogger("ray._private.worker").addFilter(_NoSigtermWarning())
+
+
+class RayConnection:
+    """Ray, reached in the background from the moment it is created.
+
+    Starting a local Ray takes seconds (its processes start one after the other), which the
+    study's own start (storage, MLflow, the objective's inputs) can overlap. Call
+    :meth:`wait` before using Ray and :meth:`close` at the end, whatever happened in
+    between: it stops the local Ray it started, or disconnects from a cluster. Where Ray is
+    already initialized (a driver running as a Ray task) it is used and left as it is.
+    """
+
+    def __init__(self, address: str | None) -> None:
+        self.own = not ray.is_initialized()
+        self._error: Exception | None = None
+        self._connected, self._closed = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._connect, args=(address,),
+                                        name="hpo-ray", daemon=True)  # fmt: skip
+        if self.own:
+            self._thread.start()
+        else:
+            self._connected.set()
+
+    def _connect(self, address: str | None) -> None:
+        try:
+            _connect(address)
+        except Exception as exc:  # raised in the study's thread, by wait()
+            self._error = exc
+        finally:
+            self._connected.set()
+        # Linux ends a local Ray's processes when the *thread* that started them ends
+        # (they are started with PR_SET_PDEATHSIG): this one lives until Ray is stopped.
+        self._closed.wait()
+
+    def wait(self) -> None:
+        """Return once connected; ``RunError`` if Ray could not be started or reached."""
+        self._connected.wait()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        if not self.own:
+            return
+        self._connected.wait()
+        try:
+            if ray.is_initialized():
+                _stop_autoscaler_monitor()
+                ray.shutdown()
+        finally:
+            self._closed.set()
+            self._thread.join()
+
+
+def _stop_autoscaler_monitor() -> None:
+    """Kill a local Ray's autoscaler monitor before ``ray.shutdown``, which would stop it
+    after the GCS: on SIGTERM the monitor tries to report to the GCS, so ``ray.shutdown``
+    waits its full second for it, then kills it all the same. On a cluster we connected
+    to, the driver has no processes of its own and this does nothing."""
+    node = getattr(ray._private.worker, "_global_node", None)
+    for process in getattr(node, "all_processes", {}).get("monitor", []):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            process.process.kill()
+            process.process.wait(timeout=1)
+
+
 def trial_resources(spec: StudySpec) -> dict[str, float]:
     """What Ray reserves for each trial, as the study asks (fractions of a GPU included)."""
     return {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
@@ -151,14 +228,11 @@ def run_trials(
     spec: StudySpec,
     settings: Settings,
     num_trials: int,
-    *,
-    address: str | None = None,
+    connection: RayConnection,
 ) -> None:
     """Run ``num_trials`` trials through Ray Tune; returns when done or interrupted."""
-    own_ray = not ray.is_initialized()
-    if own_ray:
-        _connect(address)
     try:
+        connection.wait()
         _check_resources(spec)
         trainable = tune.with_resources(run_trial, trial_resources(spec))
         tuner = tune.Tuner(
@@ -183,5 +257,3 @@ def run_trials(
             tuner.fit()
     finally:
         searcher.close_unfinished_if_any()
-        if own_ray:
-            ray.shutdown()

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from hpo.objectives import Objective, Reporter, TrialContext
@@ -63,3 +64,17 @@ class SelfKilling(Objective):
             return False
         record.write_text(json.dumps({"params": dict(params), "n": state["n"] + 1}))
         return True
+
+
+class FailsToPrepare(Objective):
+    """The metrics of ``bnh``; building its shared inputs fails (no trial ever runs)."""
+
+    metrics: ClassVar[tuple[str, ...]] = ("f1", "f2", "c1", "c2")
+
+    def prepare(self, cache_dir: Path) -> Mapping[str, str]:
+        raise OSError(f"no space left on device: {cache_dir}")
+
+    def run(
+        self, params: Mapping[str, Any], context: TrialContext, report: Reporter
+    ) -> Mapping[str, float]:
+        raise AssertionError("never run")
