@@ -218,7 +218,8 @@ def _run(
     try:
         if remaining > 0 and spec.backend == "local":
             run_trials_locally(searcher, runs)
-        elif remaining > 0 and connection is not None:
+        elif remaining > 0:
+            assert connection is not None, "run_study starts Ray whenever trials remain"
             run_trials(searcher, spec, settings, runs, connection)
     finally:
         heartbeat.close()
