@@ -16,8 +16,9 @@ The same objective (``overhead_objective:Sleep``: sleep, return two metrics) run
 Overhead per trial = (wall - busy / concurrency) / N, where busy is the time measured
 inside the objective; utilization = busy / (wall x concurrency). Wall runs from the call to
 its return (Ray start and stop included for ``hpo`` and ``ray``); the ``steady`` columns
-use the span from the first trial's start to the last one's end instead, and
-``start_stop_s`` is the rest (the fixed cost of starting and ending a study). Headline:
+use the span from the first trial's start to the last one's end instead; the rest is the
+fixed cost of a study: ``start_s`` from the call to the first trial's start, ``stop_s``
+from the last trial's end to the return. Headline:
 hpo's overhead as a multiple of each peer's. Prints a table and writes JSON (``--out``).
 
 Without Ray's start and stop (a cluster already running, as for a series of studies):
@@ -134,14 +135,14 @@ def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[s
         # start it with HPO_BENCH_LOG set, and that file is used (emptied first).
         log = Path(os.environ.setdefault(LOG_ENV, str(tmp / "trials.log")))
         log.write_text("")
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         if peer == "hpo":
             run_hpo(tmp, trials, sleep, profile)
         elif peer == "optuna":
             run_optuna(tmp, trials, sleep)
         else:
             run_ray(tmp, trials, sleep)
-        wall = time.perf_counter() - started
+        wall, ended_at = time.perf_counter() - started, time.time()
         spans = [tuple(map(float, line.split())) for line in log.read_text().splitlines()]
     busy = sum(end - start for start, end in spans)
     steady = max(end for _, end in spans) - min(start for start, _ in spans)
@@ -155,7 +156,8 @@ def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[s
         "steady_overhead_ms": round(1000 * (steady - busy / CONCURRENCY) / len(spans), 1),
         "utilization": round(busy / (wall * CONCURRENCY), 3),
         "steady_utilization": round(busy / (steady * CONCURRENCY), 3),
-        "start_stop_s": round(wall - steady, 2),
+        "start_s": round(min(start for start, _ in spans) - started_at, 2),
+        "stop_s": round(ended_at - max(end for _, end in spans), 2),
     }
 
 
