@@ -101,7 +101,8 @@ class RayConnection:
     """Ray, reached in the background from the moment it is created.
 
     Starting a local Ray takes seconds (its processes start one after the other), which the
-    study's own start (storage, MLflow, the objective's inputs) can overlap. Call
+    study's own start (importing Ray Tune and MLflow, the MLflow run, the objective's
+    inputs) can overlap. Call
     :meth:`wait` before using Ray and :meth:`close` at the end, whatever happened in
     between: it stops the local Ray it started, or disconnects from a cluster. Where Ray is
     already initialized (a driver running as a Ray task) it is used and left as it is.
