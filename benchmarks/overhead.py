@@ -145,7 +145,8 @@ def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[s
         wall, ended_at = time.perf_counter() - started, time.time()
         spans = [tuple(map(float, line.split())) for line in log.read_text().splitlines()]
     busy = sum(end - start for start, end in spans)
-    steady = max(end for _, end in spans) - min(start for start, _ in spans)
+    first, last = min(start for start, _ in spans), max(end for _, end in spans)
+    steady = last - first
     return {
         "peer": peer,
         "sleep_s": sleep,
@@ -156,8 +157,8 @@ def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[s
         "steady_overhead_ms": round(1000 * (steady - busy / CONCURRENCY) / len(spans), 1),
         "utilization": round(busy / (wall * CONCURRENCY), 3),
         "steady_utilization": round(busy / (steady * CONCURRENCY), 3),
-        "start_s": round(min(start for start, _ in spans) - started_at, 2),
-        "stop_s": round(ended_at - max(end for _, end in spans), 2),
+        "start_s": round(first - started_at, 2),
+        "stop_s": round(ended_at - last, 2),
     }
 
 
