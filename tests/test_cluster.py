@@ -10,6 +10,7 @@ Teardown kills only the process groups started here.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,8 +134,10 @@ def test_a_ray_client_address_runs_the_driver_on_the_cluster(
     stdout, trials = _gpu_probe_study(cluster.client, run_hpo, workdir, monkeypatch)
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert len({t.user_attrs["node"] for t in trials}) == 2
-    # the driver ran on the head, as a Ray task; its output streamed back to this client
-    assert "(hpo driver pid=" in stdout and "report: " in stdout
+    # the driver ran on the head, as a Ray task; hpo sent its output back to this client as
+    # the driver printed it (what Ray Client forwards, when it does, is prefixed by Ray)
+    report = workdir / "storage" / "studies" / "gpu_probe" / "report" / "report.html"
+    assert stdout.splitlines().count(f"report: {report}") == 1 and report.is_file()
     assert "done: 4/4 finished" in stdout
     client = mlflow.MlflowClient(f"sqlite:///{workdir / 'storage' / 'mlflow.db'}")
     parents, children = mlflow_runs(client, "gpu_probe")
@@ -268,3 +272,26 @@ def test_a_session_the_cluster_failed_to_start_is_retried(
     with pytest.raises(RunError, match=r"Starting Ray client server failed.*after 3 attempts"):
         ray_client._connect("ray://head:10001", {})
     assert len(calls) == 3
+
+
+def test_the_drivers_output_reaches_the_client_in_order_on_its_own_streams(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What the driver on the cluster prints is held in one queue for both streams (until
+    the client takes it through the mailbox) and written here where it was printed."""
+    pending: list[tuple[bool, str]] = []
+    lock = threading.Lock()
+    out = ray_client._ToClient(pending, lock, stderr=False)
+    err = ray_client._ToClient(pending, lock, stderr=True)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        print("trial 0: COMPLETE")
+        print("hpo: warning", file=sys.stderr)
+        print("report: x.html", flush=True)
+    in_order = [(stderr, "".join(text for _, text in chunks))
+                for stderr, chunks in itertools.groupby(pending, key=lambda chunk: chunk[0])]
+    assert in_order == [(False, "trial 0: COMPLETE\n"), (True, "hpo: warning\n"),
+                        (False, "report: x.html\n")]  # fmt: skip
+    ray_client._write(pending)
+    captured = capsys.readouterr()
+    assert captured.out == "trial 0: COMPLETE\nreport: x.html\n"
+    assert captured.err == "hpo: warning\n"

@@ -14,6 +14,8 @@ file system the head node shares, and use absolute paths.
 from __future__ import annotations
 
 import _thread
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -30,7 +32,8 @@ from hpo.errors import RunError
 T = TypeVar("T")
 
 _POLL_S = 0.5
-"""How often the driver on the cluster checks for the user's Ctrl+C."""
+"""How often the driver on the cluster sends its output and checks for the user's Ctrl+C,
+and the client prints what it sent."""
 _CONNECT_ATTEMPTS = 3
 _CONNECT_BACKOFF_S = 2.0
 
@@ -62,43 +65,101 @@ def use_token_if_available() -> None:
         setup_log.setLevel(level)
 
 
-class _Interrupts:
-    """Counts the user's Ctrl+C; the driver on the cluster polls it (a Ray worker does not
-    see signals sent to it: Ray handles SIGINT itself)."""
+class _Mailbox:
+    """Between the client and the driver on the cluster: the user's Ctrl+C one way (a Ray
+    worker does not see signals sent to it: Ray handles SIGINT itself), the driver's output
+    the other. Ray Client does not promise to forward what a task prints
+    (ray-project/ray#19106), so hpo carries the driver's output itself."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.interrupts = 0
+        self.output: list[tuple[bool, str]] = []  # (for stderr, text), in order
 
-    def add(self) -> None:
-        self.count += 1
+    def interrupt(self) -> None:
+        self.interrupts += 1
 
-    def get(self) -> int:
-        return self.count
+    def exchange(self, output: list[tuple[bool, str]]) -> int:
+        """The driver's side: post its new output, learn how many Ctrl+C there were."""
+        self.output += output
+        return self.interrupts
+
+    def take_output(self) -> list[tuple[bool, str]]:
+        output, self.output = self.output, []
+        return output
 
 
-def _forward_interrupts(interrupts: Any, done: threading.Event) -> None:
-    """Turn each new Ctrl+C into one on the driver's main thread, as a local driver gets it
-    (first: graceful stop; second: abort)."""
-    seen = 0
-    while not done.wait(_POLL_S):
-        count = ray.get(interrupts.get.remote())
-        if count > seen:
-            seen = count
+class _ToClient(io.TextIOBase):
+    """The driver's ``sys.stdout`` or ``sys.stderr`` on the cluster: what it writes waits
+    in ``pending`` (shared by both streams, to keep their order) for the next exchange."""
+
+    def __init__(self, pending: list[tuple[bool, str]], lock: threading.Lock,
+                 stderr: bool) -> None:  # fmt: skip
+        self._pending, self._lock, self._stderr = pending, lock, stderr
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending.append((self._stderr, text))
+        return len(text)
+
+
+class _Link:
+    """The driver's end of the :class:`_Mailbox`: every ``_POLL_S`` it sends the driver's
+    output and turns each new Ctrl+C into one on the driver's main thread, as a local
+    driver gets it (first: graceful stop; second: abort)."""
+
+    def __init__(self, mailbox: Any) -> None:
+        self._mailbox, self._lock = mailbox, threading.Lock()
+        self._pending: list[tuple[bool, str]] = []
+        self._seen, self._done = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hpo-client-link", daemon=True)
+        self.stdout = _ToClient(self._pending, self._lock, stderr=False)
+        self.stderr = _ToClient(self._pending, self._lock, stderr=True)
+
+    def __enter__(self) -> _Link:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self._exchange()  # the last output, before the client learns the driver is done
+
+    def _run(self) -> None:
+        while not self._done.wait(_POLL_S):
+            self._exchange()
+
+    def _exchange(self) -> None:
+        with self._lock:
+            output = self._pending[:]
+            self._pending.clear()
+        count = ray.get(self._mailbox.exchange.remote(output))
+        if count > self._seen and not self._done.is_set():
+            self._seen = count
             _thread.interrupt_main()
 
 
-def _in_directory(cwd: str, interrupts: Any, driver: Callable[..., T],
+def _in_directory(cwd: str, mailbox: Any, driver: Callable[..., T],
                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
     """On the cluster: run ``driver`` from the client's directory when the node has it (so
-    relative paths mean the same on a shared file system), interruptible by the client."""
-    done = threading.Event()
-    threading.Thread(target=_forward_interrupts, args=(interrupts, done), daemon=True).start()
+    relative paths mean the same on a shared file system), its output sent to the client,
+    interruptible by it."""
     if os.path.isdir(cwd):
         os.chdir(cwd)
-    try:
+    with _Link(mailbox) as link, contextlib.redirect_stdout(link.stdout), \
+            contextlib.redirect_stderr(link.stderr):  # fmt: skip
         return driver(*args, **kwargs)
-    finally:
-        done.set()
+
+
+def _write(output: list[tuple[bool, str]]) -> None:
+    """The driver's output, here, each part on the stream it was written to."""
+    for stderr, text in output:
+        (sys.stderr if stderr else sys.stdout).write(text)
+    if output:
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 _STOPPED = object()
@@ -160,14 +221,18 @@ def run_on_cluster(
         # num_cpus=0: the driver only waits on trials; on the node Ray Client serves from
         # (the head), as Ray Tune itself places its loop under Ray Client.
         on_head = cast(dict[str, Any], _force_on_current_node())
-        interrupts: Any = ray.remote(_Interrupts).options(num_cpus=0, **on_head).remote()
+        mailbox: Any = ray.remote(_Mailbox).options(num_cpus=0, **on_head).remote()
         task: Any = ray.remote(_in_directory).options(
             num_cpus=0, max_retries=0, name="hpo driver", **on_head
         )
-        ref = task.remote(os.getcwd(), interrupts, driver, args, kwargs)
+        ref = task.remote(os.getcwd(), mailbox, driver, args, kwargs)
         ctrl_c = 0
         while True:
             try:
+                finished, _ = ray.wait([ref], timeout=_POLL_S)
+                _write(ray.get(mailbox.take_output.remote()))
+                if not finished:
+                    continue
                 result = _result(ref)
             except KeyboardInterrupt:  # the user's, here
                 ctrl_c += 1
@@ -176,7 +241,7 @@ def run_on_cluster(
                     raise
                 print("hpo: passing Ctrl+C on to the driver on the cluster", file=sys.stderr,
                       flush=True)
-                ray.get(interrupts.add.remote())
+                ray.get(mailbox.interrupt.remote())
                 continue
             if result is _STOPPED:
                 raise KeyboardInterrupt
