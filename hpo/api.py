@@ -79,8 +79,8 @@ def run(
 
     >>> summary = hpo.run("curves", trials=30)          # doctest: +SKIP
     """
-    from hpo.execution.ray_backend import check_address, ray_init_kwargs
     from hpo.execution.ray_client import is_client_address, run_on_cluster
+    from hpo.execution.ray_connection import check_address, ray_init_kwargs
     from hpo.runner import run_study
 
     spec = resolve_spec(study, overrides=overrides, study_name=study_name, **flags)

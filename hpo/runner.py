@@ -6,18 +6,13 @@ import os
 import sys
 import warnings
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import TrialState
 
 from hpo.errors import ConfigError, RunError
-from hpo.execution import (
-    Observer,
-    RayConnection,
-    StudySearcher,
-    run_trials,
-    run_trials_locally,
-)
+from hpo.execution.ray_connection import RayConnection
 from hpo.health import HealthCheck
 from hpo.locking import study_lock
 from hpo.objectives import resolve_objective
@@ -31,9 +26,11 @@ from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, create_stopping
 from hpo.storage import SPEC_ATTR, open_storage
 from hpo.summary import StudySummary
-from hpo.tracking import Tracker
 from hpo.trial_outputs import ATTR_GIT_COMMIT, TrialOutputs
 from hpo.trials import ATTR_REPORTS, counts_towards_budget
+
+if TYPE_CHECKING:
+    from hpo.execution._searcher import Observer
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -172,6 +169,12 @@ def _run(
 ) -> StudySummary:
     """``run_study`` once the study is loaded: trials on Ray through ``connection``, or in
     this process without one."""
+    # Imported here, while Ray starts: Ray Tune and MLflow take seconds to load.
+    from hpo.execution._searcher import StudySearcher
+    from hpo.execution.local_backend import run_trials_locally
+    from hpo.execution.ray_backend import run_trials
+    from hpo.tracking import Tracker
+
     tracker = Tracker(spec, settings, study)
     recovery = Recovery(study, spec, after=lambda: tracker.close_orphans(study))
     with study_lock(settings, spec.name):

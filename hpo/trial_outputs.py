@@ -45,7 +45,8 @@ def models_to_drop(keep: str, finished: Iterable[int], front: Iterable[int]) -> 
 
 
 class TrialOutputs:
-    """Observer (see ``hpo.execution.Observer``) writing config files and pruning models."""
+    """Observer (see ``hpo.execution._searcher.Observer``) writing config files and pruning
+    models."""
 
     def __init__(
         self, study: optuna.Study, spec: StudySpec, settings: Settings, git_commit: str

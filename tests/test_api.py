@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import ray
 
 import hpo
+from tests.conftest import hpo_env
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +57,19 @@ def test_ray_started_for_a_study_that_fails_before_its_trials_is_stopped(
         hpo.run("bnh", trials=2, show_progress=False,
                 overrides=[("objective.name", "hpo_test_objectives:FailsToPrepare")])
     assert_ray_stopped()
+
+
+def test_trials_on_a_ray_started_here_have_no_runtime_env_but_its_variables(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a runtime environment of their own, trial actors can use the workers Ray
+    keeps ready; what Ray Tune would put in it they have all the same (inherited)."""
+    monkeypatch.setenv("PYTHONPATH", hpo_env()["PYTHONPATH"])  # the workers' objective
+    hpo.run("bnh", trials=2, show_progress=False,
+            overrides=[("objective.name", "hpo_test_objectives:WorkerEnvironment")])
+    trials = workdir / "storage" / "studies" / "bnh" / "trials"
+    seen = [json.loads((trials / f"{n:04d}" / "worker.json").read_text()) for n in (0, 1)]
+    assert seen == [{"runtime_env": "{}", "PL_DISABLE_FORK": "1", "cwd": str(workdir)}] * 2
 
 
 def test_a_resumed_study_does_not_replay_earlier_configurations(workdir: Path) -> None:

@@ -30,8 +30,9 @@ import optuna
 import pytest
 
 from hpo.errors import ConfigError, RunError
-from hpo.execution import ray_backend, ray_client
-from hpo.execution.ray_backend import check_address, ray_init_kwargs, trial_resources
+from hpo.execution import ray_client, ray_connection
+from hpo.execution.ray_backend import trial_resources
+from hpo.execution.ray_connection import check_address, ray_init_kwargs
 from hpo.spec import load_spec
 from tests.conftest import TESTS_DIR, RunHpo, hpo_env
 from tests.study_checks import mlflow_runs
@@ -204,8 +205,8 @@ def test_ray_that_cannot_be_started_fails_the_study_where_it_waits(
         def fail(address: str | None, failure: Exception = failure) -> None:
             raise failure
 
-        monkeypatch.setattr(ray_backend, "_connect", fail)
-        connection = ray_backend.RayConnection("10.0.0.5:6379")
+        monkeypatch.setattr(ray_connection, "_connect", fail)
+        connection = ray_connection.RayConnection("10.0.0.5:6379")
         with pytest.raises(type(failure), match=str(failure)):
             connection.wait()
         connection.close()

@@ -1,7 +1,7 @@
-"""Where trials run: Ray Tune, driven by a searcher over the Optuna study."""
+"""Where trials run: Ray Tune (:mod:`~hpo.execution.ray_backend`) or this process
+(:mod:`~hpo.execution.local_backend`), driven by a searcher over the Optuna study
+(:mod:`~hpo.execution._searcher`).
 
-from hpo.execution._searcher import Observer, StudySearcher
-from hpo.execution.local_backend import run_trials_locally
-from hpo.execution.ray_backend import RayConnection, run_trials
-
-__all__ = ["Observer", "RayConnection", "StudySearcher", "run_trials", "run_trials_locally"]
+Nothing is imported here, so that reaching Ray (:mod:`~hpo.execution.ray_connection`)
+does not load Ray Tune: a study starts Ray first and imports the rest while it starts.
+"""

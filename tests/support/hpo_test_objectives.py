@@ -78,3 +78,21 @@ class FailsToPrepare(Objective):
         self, params: Mapping[str, Any], context: TrialContext, report: Reporter
     ) -> Mapping[str, float]:
         raise AssertionError("never run")
+
+
+class WorkerEnvironment(Objective):
+    """The metrics of ``bnh`` (a feasible point); writes what the trial's process sees to
+    ``worker.json`` in its output directory: its Ray runtime environment, the environment
+    variable Ray Tune gives trial actors, and the working directory."""
+
+    metrics: ClassVar[tuple[str, ...]] = ("f1", "f2", "c1", "c2")
+
+    def run(
+        self, params: Mapping[str, Any], context: TrialContext, report: Reporter
+    ) -> Mapping[str, float]:
+        import ray
+
+        seen = {"runtime_env": ray.get_runtime_context().get_runtime_env_string(),
+                "PL_DISABLE_FORK": os.environ.get("PL_DISABLE_FORK"), "cwd": os.getcwd()}
+        (context.output_dir / "worker.json").write_text(json.dumps(seen))
+        return {"f1": 0.0, "f2": 50.0, "c1": 0.0, "c2": 50.0}
