@@ -74,6 +74,9 @@ def test_curves_study_runs_tracks_and_resumes(workdir: Path, run_hpo: RunHpo) ->
     result = run_hpo("study", "curves", "--trials", "30")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "30/30 finished" in result.stdout
+    # Nothing else for the user to sift: no notice from the local Ray (its token
+    # authentication, its signal handlers), MLflow's new database or Optuna.
+    assert result.stderr == ""
     study = _study(workdir, "curves")
     finished = _finished(study)
     assert len(finished) == 30 and len(study.get_trials()) == 30

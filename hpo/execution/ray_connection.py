@@ -86,15 +86,25 @@ def _connect(address: str | None) -> None:
         raise RunError(f"cannot start or reach {where}: {str(exc).splitlines()[0]}") from None
 
 
-class _NoSigtermWarning(logging.Filter):
-    """``ray.init`` off the main thread warns that it leaves SIGTERM alone: hpo handles
-    SIGTERM itself while trials run (:func:`hpo.execution.ray_backend.interruptible`)."""
+class _WithoutNotice(logging.Filter):
+    """Drops one of Ray's warnings that asks nothing of hpo's users."""
+
+    def __init__(self, notice: str) -> None:
+        super().__init__()
+        self.notice = notice
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "SIGTERM handler is not set" not in record.getMessage()
+        return self.notice not in record.getMessage()
 
 
-logging.getLogger("ray._private.worker").addFilter(_NoSigtermWarning())
+# ``ray.init`` off the main thread warns that it leaves SIGTERM alone: hpo handles SIGTERM
+# itself while trials run (:func:`hpo.execution.ray_backend.interruptible`).
+logging.getLogger("ray._private.worker").addFilter(_WithoutNotice("SIGTERM handler is not set"))
+# A local Ray turns token authentication on by itself (Ray 2.60: a token is made in
+# ~/.ray/auth_token if there is none) and says so at every start, with how to opt out.
+logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+    _WithoutNotice("Token authentication is enabled for this Ray cluster")
+)
 
 
 class RayConnection:
