@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,10 +280,9 @@ def test_the_drivers_output_reaches_the_client_in_order_on_its_own_streams(
 ) -> None:
     """What the driver on the cluster prints is held in one queue for both streams (until
     the client takes it through the mailbox) and written here where it was printed."""
-    pending: list[tuple[bool, str]] = []
-    lock = threading.Lock()
-    out = ray_client._ToClient(pending, lock, stderr=False)
-    err = ray_client._ToClient(pending, lock, stderr=True)
+    pending: deque[tuple[bool, str]] = deque()
+    out = ray_client._ToClient(pending, stderr=False)
+    err = ray_client._ToClient(pending, stderr=True)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         print("trial 0: COMPLETE")
         print("hpo: warning", file=sys.stderr)

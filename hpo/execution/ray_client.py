@@ -21,7 +21,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
 import ray
@@ -90,18 +91,18 @@ class _Mailbox:
 
 class _ToClient(io.TextIOBase):
     """The driver's ``sys.stdout`` or ``sys.stderr`` on the cluster: what it writes waits
-    in ``pending`` (shared by both streams, to keep their order) for the next exchange."""
+    in ``pending`` (shared by both streams, to keep their order) for the next exchange.
+    No lock: a signal handler may print in the middle of a write (a deque's appends and
+    pops are atomic)."""
 
-    def __init__(self, pending: list[tuple[bool, str]], lock: threading.Lock,
-                 stderr: bool) -> None:  # fmt: skip
-        self._pending, self._lock, self._stderr = pending, lock, stderr
+    def __init__(self, pending: deque[tuple[bool, str]], stderr: bool) -> None:
+        self._pending, self._stderr = pending, stderr
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        with self._lock:
-            self._pending.append((self._stderr, text))
+        self._pending.append((self._stderr, text))
         return len(text)
 
 
@@ -111,12 +112,12 @@ class _Link:
     driver gets it (first: graceful stop; second: abort)."""
 
     def __init__(self, mailbox: Any) -> None:
-        self._mailbox, self._lock = mailbox, threading.Lock()
-        self._pending: list[tuple[bool, str]] = []
+        self._mailbox = mailbox
+        self._pending: deque[tuple[bool, str]] = deque()
         self._seen, self._done = 0, threading.Event()
         self._thread = threading.Thread(target=self._run, name="hpo-client-link", daemon=True)
-        self.stdout = _ToClient(self._pending, self._lock, stderr=False)
-        self.stderr = _ToClient(self._pending, self._lock, stderr=True)
+        self.stdout = _ToClient(self._pending, stderr=False)
+        self.stderr = _ToClient(self._pending, stderr=True)
 
     def __enter__(self) -> _Link:
         self._thread.start()
@@ -132,9 +133,7 @@ class _Link:
             self._exchange()
 
     def _exchange(self) -> None:
-        with self._lock:
-            output = self._pending[:]
-            self._pending.clear()
+        output = [self._pending.popleft() for _ in range(len(self._pending))]
         count = ray.get(self._mailbox.exchange.remote(output))
         if count > self._seen and not self._done.is_set():
             self._seen = count
@@ -153,7 +152,7 @@ def _in_directory(cwd: str, mailbox: Any, driver: Callable[..., T],
         return driver(*args, **kwargs)
 
 
-def _write(output: list[tuple[bool, str]]) -> None:
+def _write(output: Iterable[tuple[bool, str]]) -> None:
     """The driver's output, here, each part on the stream it was written to."""
     for stderr, text in output:
         (sys.stderr if stderr else sys.stdout).write(text)
@@ -175,6 +174,44 @@ def _result(ref: Any) -> Any:
         if isinstance(cause, KeyboardInterrupt | TaskCancelledError):
             return _STOPPED
         raise (cause if isinstance(cause, Exception) else exc) from None
+
+
+@contextlib.contextmanager
+def _printing(mailbox: Any) -> Iterator[None]:
+    """Here, on a thread of its own: write what the driver sends, every ``_POLL_S``, and the
+    rest at the end. The main thread only waits for the driver, where the user's Ctrl+C
+    lands as it always did (never inside these calls)."""
+    done = threading.Event()
+
+    def pump() -> None:
+        while not done.wait(_POLL_S):
+            _write(ray.get(mailbox.take_output.remote()))
+
+    thread = threading.Thread(target=pump, name="hpo-driver-output", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        _write(ray.get(mailbox.take_output.remote()))
+
+
+def _wait_interruptibly(ref: Any, mailbox: Any) -> Any:
+    """The driver's result (:func:`_result`), passing the user's Ctrl+C on to it (first:
+    graceful stop; second: abort; third: the task is killed)."""
+    ctrl_c = 0
+    while True:
+        try:
+            return _result(ref)
+        except KeyboardInterrupt:  # the user's, here
+            ctrl_c += 1
+            if ctrl_c == 3:
+                ray.cancel(ref, force=True)
+                raise
+            print("hpo: passing Ctrl+C on to the driver on the cluster", file=sys.stderr,
+                  flush=True)
+            ray.get(mailbox.interrupt.remote())
 
 
 def _connect(address: str, runtime_env: dict[str, Any]) -> None:
@@ -226,25 +263,10 @@ def run_on_cluster(
             num_cpus=0, max_retries=0, name="hpo driver", **on_head
         )
         ref = task.remote(os.getcwd(), mailbox, driver, args, kwargs)
-        ctrl_c = 0
-        while True:
-            try:
-                finished, _ = ray.wait([ref], timeout=_POLL_S)
-                _write(ray.get(mailbox.take_output.remote()))
-                if not finished:
-                    continue
-                result = _result(ref)
-            except KeyboardInterrupt:  # the user's, here
-                ctrl_c += 1
-                if ctrl_c == 3:
-                    ray.cancel(ref, force=True)
-                    raise
-                print("hpo: passing Ctrl+C on to the driver on the cluster", file=sys.stderr,
-                      flush=True)
-                ray.get(mailbox.interrupt.remote())
-                continue
-            if result is _STOPPED:
-                raise KeyboardInterrupt
-            return cast(T, result)
+        with _printing(mailbox):
+            result = _wait_interruptibly(ref, mailbox)
+        if result is _STOPPED:
+            raise KeyboardInterrupt
+        return cast(T, result)
     finally:
         ray.shutdown()
