@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 import ray
@@ -106,36 +106,41 @@ class _ToClient(io.TextIOBase):
         return len(text)
 
 
+@contextlib.contextmanager
+def _every_poll(action: Callable[[], object], name: str) -> Iterator[None]:
+    """``action()`` on a thread of its own every ``_POLL_S`` while the block runs, and once
+    more after it (with what the last interval left)."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(_POLL_S):
+            action()
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        action()
+
+
 class _Link:
-    """The driver's end of the :class:`_Mailbox`: every ``_POLL_S`` it sends the driver's
+    """The driver's end of the :class:`_Mailbox`: each :meth:`exchange` sends the driver's
     output and turns each new Ctrl+C into one on the driver's main thread, as a local
-    driver gets it (first: graceful stop; second: abort)."""
+    driver gets it (first: graceful stop; second: abort), until the driver is ``over``."""
 
     def __init__(self, mailbox: Any) -> None:
-        self._mailbox = mailbox
+        self._mailbox, self._seen, self.over = mailbox, 0, False
         self._pending: deque[tuple[bool, str]] = deque()
-        self._seen, self._done = 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hpo-client-link", daemon=True)
         self.stdout = _ToClient(self._pending, stderr=False)
         self.stderr = _ToClient(self._pending, stderr=True)
 
-    def __enter__(self) -> _Link:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-        self._exchange()  # the last output, before the client learns the driver is done
-
-    def _run(self) -> None:
-        while not self._done.wait(_POLL_S):
-            self._exchange()
-
-    def _exchange(self) -> None:
+    def exchange(self) -> None:
         output = [self._pending.popleft() for _ in range(len(self._pending))]
         count = ray.get(self._mailbox.exchange.remote(output))
-        if count > self._seen and not self._done.is_set():
+        if count > self._seen and not self.over:
             self._seen = count
             _thread.interrupt_main()
 
@@ -143,16 +148,20 @@ class _Link:
 def _in_directory(cwd: str, mailbox: Any, driver: Callable[..., T],
                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
     """On the cluster: run ``driver`` from the client's directory when the node has it (so
-    relative paths mean the same on a shared file system), its output sent to the client,
-    interruptible by it."""
+    relative paths mean the same on a shared file system), its output sent to the client
+    (the last of it before the client learns the driver is done), interruptible by it."""
     if os.path.isdir(cwd):
         os.chdir(cwd)
-    with _Link(mailbox) as link, contextlib.redirect_stdout(link.stdout), \
-            contextlib.redirect_stderr(link.stderr):  # fmt: skip
-        return driver(*args, **kwargs)
+    link = _Link(mailbox)
+    with _every_poll(link.exchange, "hpo-client-link"), \
+            contextlib.redirect_stdout(link.stdout), contextlib.redirect_stderr(link.stderr):
+        try:
+            return driver(*args, **kwargs)
+        finally:
+            link.over = True
 
 
-def _write(output: Iterable[tuple[bool, str]]) -> None:
+def _write(output: Sequence[tuple[bool, str]]) -> None:
     """The driver's output, here, each part on the stream it was written to."""
     for stderr, text in output:
         (sys.stderr if stderr else sys.stdout).write(text)
@@ -174,27 +183,6 @@ def _result(ref: Any) -> Any:
         if isinstance(cause, KeyboardInterrupt | TaskCancelledError):
             return _STOPPED
         raise (cause if isinstance(cause, Exception) else exc) from None
-
-
-@contextlib.contextmanager
-def _printing(mailbox: Any) -> Iterator[None]:
-    """Here, on a thread of its own: write what the driver sends, every ``_POLL_S``, and the
-    rest at the end. The main thread only waits for the driver, where the user's Ctrl+C
-    lands as it always did (never inside these calls)."""
-    done = threading.Event()
-
-    def pump() -> None:
-        while not done.wait(_POLL_S):
-            _write(ray.get(mailbox.take_output.remote()))
-
-    thread = threading.Thread(target=pump, name="hpo-driver-output", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-        _write(ray.get(mailbox.take_output.remote()))
 
 
 def _wait_interruptibly(ref: Any, mailbox: Any) -> Any:
@@ -263,7 +251,10 @@ def run_on_cluster(
             num_cpus=0, max_retries=0, name="hpo driver", **on_head
         )
         ref = task.remote(os.getcwd(), mailbox, driver, args, kwargs)
-        with _printing(mailbox):
+        # The output is written by a thread of its own: the main thread only waits for the
+        # driver, where the user's Ctrl+C lands as it always did (never inside those calls).
+        with _every_poll(lambda: _write(ray.get(mailbox.take_output.remote())),
+                         "hpo-driver-output"):  # fmt: skip
             result = _wait_interruptibly(ref, mailbox)
         if result is _STOPPED:
             raise KeyboardInterrupt
