@@ -1,10 +1,14 @@
-"""What every benchmark script shares: the printed table, and how sure a median is."""
+"""What every benchmark script shares: the printed table, how sure a median is, and the
+JSON file of results."""
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -28,3 +32,16 @@ def median_interval(values: Sequence[float], resamples: int = 2000,
     medians = sorted(statistics.median(rng.choices(values, k=len(values)))
                      for _ in range(resamples))
     return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
+def write_results(out: Path, results: dict[str, Any]) -> None:
+    """``results`` as JSON in ``out``, with the command line and the machine (host, CPU,
+    package versions: :func:`hpo.provenance.environment`). The machine matters beyond
+    timings: distill-squad's training rounds differently on another CPU generation, so its
+    studies, and the hypervolumes compared with them, differ (docs/benchmarks.md)."""
+    from hpo.provenance import environment
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {**results, "command": " ".join(sys.argv), "machine": environment()}
+    out.write_text(json.dumps(record, indent=2, default=str))
+    print(f"written: {out}")

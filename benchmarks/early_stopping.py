@@ -24,7 +24,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _report import median_interval, print_table  # benchmarks/ is the script's directory
+from _report import (  # benchmarks/ is the script's directory
+    median_interval,
+    print_table,
+    write_results,
+)
 
 BASELINE = "none"
 NO_STOPPING = [("stopping.infeasible", None), ("stopping.degenerate", {})]
@@ -119,11 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     table = compare(rows)
     print_table(table)
-    out = Path(args.out or f"benchmarks/results/early_stopping_{Path(args.study).stem}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": rows, "summary": table,
-                               "command": " ".join(sys.argv)}, indent=2))
-    print(f"\nwritten: {out}")
+    print()
+    out = args.out or f"benchmarks/results/early_stopping_{Path(args.study).stem}.json"
+    write_results(Path(out), {"runs": rows, "summary": table})
     return 0
 
 

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _report import print_table  # benchmarks/ is the script's directory
+from _report import print_table, write_results  # benchmarks/ is the script's directory
 from overhead_objective import LOG_ENV
 
 HERE = Path(__file__).resolve().parent
@@ -255,14 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     goals = targets(rows)
     print(f"\ntargets: {goals}")
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
-    out = Path(args.out or "benchmarks/results/overhead.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    write_results(Path(args.out or "benchmarks/results/overhead.json"), {
         "runs": rows, "ratios": table, "targets": goals,
-        "load_before": load_before, "load_after": load_after, "cpus": os.cpu_count(),
-        "command": " ".join(sys.argv),
-    }, indent=2))
-    print(f"written: {out}")
+        "load_before": load_before, "load_after": load_after})
     return 0
 
 

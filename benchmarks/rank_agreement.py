@@ -19,7 +19,6 @@ Prints a table and writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _report import print_table  # benchmarks/ is the script's directory
+from _report import print_table, write_results  # benchmarks/ is the script's directory
 from early_stopping import BASELINE, study_name
 
 from hpo.spec import Goal
@@ -97,10 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{goal.metric}: report k against the last report"
           + (f", within equal {args.within}" if args.within else ""))
     print_table(rows)
-    out = Path(args.out or f"benchmarks/results/rank_agreement_{Path(args.study).stem}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "command": " ".join(sys.argv)}, indent=2))
-    print(f"\nwritten: {out}")
+    print()
+    out = args.out or f"benchmarks/results/rank_agreement_{Path(args.study).stem}.json"
+    write_results(Path(out), {"rows": rows})
     return 0
 
 

@@ -52,7 +52,7 @@ import moocore
 import numpy as np
 import numpy.typing as npt
 import optuna
-from _report import print_table  # benchmarks/ is the script's directory
+from _report import print_table, write_results  # benchmarks/ is the script's directory
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # constrained_problems:TNK ... when imported from elsewhere
@@ -309,11 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     goal = targets(table)
     print(f"\nhpo matches the best peer everywhere: {goal['matches_best_peer_everywhere']}; "
           f"slowest draw {goal['slowest_draw_ms']} ms")
-    out = Path(args.out or HERE / "results" / "sample_efficiency.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": rows, "summary": table, "targets": goal,
-                               "command": " ".join(sys.argv)}, indent=2))
-    print(f"written: {out}")
+    write_results(Path(args.out or HERE / "results" / "sample_efficiency.json"),
+                  {"runs": rows, "summary": table, "targets": goal})
     return 0
 
 

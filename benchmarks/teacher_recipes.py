@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _report import print_table  # benchmarks/ is the script's directory
+from _report import print_table, write_results  # benchmarks/ is the script's directory
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -83,11 +82,9 @@ def main() -> None:
         print_table(results[-1:])
     print()
     print_table(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": str(device), "baseline_exact": baseline,
-                                    "features": vars(args) | {"out": None, "cache": None},
-                                    "results": results}, indent=1, default=str))
-    print(f"wrote {args.out}")
+    write_results(args.out, {"device": str(device), "baseline_exact": baseline,
+                             "features": vars(args) | {"out": None, "cache": None},
+                             "results": results})
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ that is not a repository or a missing ``nvidia-smi`` is recorded as unknown, nev
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import socket
@@ -79,8 +80,42 @@ def current_commit(spec: StudySpec) -> str:
     return git_state(code_dir(spec)).commit
 
 
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def describe_cpu(cpuinfo: str, logical: int | None) -> str:
+    """The CPU in one line from Linux's ``/proc/cpuinfo`` text (its first processor; empty
+    elsewhere): model name, family and model numbers (a VM may name only "AMD EPYC" for
+    several generations), the widest vector instructions torch can dispatch to, and the
+    logical CPUs. Two machines that differ here can give different floating-point results
+    for the same trial."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    details = []
+    if "cpu family" in fields and "model" in fields:
+        details.append(f"family {fields['cpu family']}, model {fields['model']}")
+    flags = set(fields.get("flags", "").split())
+    if flags:
+        details.append(next((v for v in ("avx512", "avx2", "avx")
+                             if f"{v}f" in flags or v in flags), "no avx"))
+    details.append(f"{logical or '?'} logical CPUs")
+    name = fields.get("model name") or platform.processor() or platform.machine() or UNKNOWN
+    return f"{name} ({'; '.join(details)})"
+
+
+def cpu() -> str:
+    """This machine's CPU (:func:`describe_cpu`)."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        text = ""
+    return describe_cpu(text, os.cpu_count())
+
+
 def environment() -> dict[str, Any]:
-    """Host, Python, installed package versions, CUDA and GPU names when present."""
+    """Host, CPU, Python, installed package versions, CUDA and GPU names when present."""
     packages = {}
     for name in PACKAGES:
         try:
@@ -89,6 +124,7 @@ def environment() -> dict[str, Any]:
             continue
     env: dict[str, Any] = {
         "host": socket.gethostname(),
+        "cpu": cpu(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "executable": sys.executable,
@@ -112,7 +148,7 @@ def study_provenance(
     git = git_state(code_dir(spec))
     env = environment()
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": env["host"],
-               "git_commit": git.commit, "git_dirty": git.dirty}
+               "cpu": env["cpu"], "git_commit": git.commit, "git_dirty": git.dirty}
     earlier = dict(previous or {})
     commits = list(earlier.get("commits", []))
     if git.commit not in commits:

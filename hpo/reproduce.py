@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.errors import ConfigError
 from hpo.execution._trainable import StopTrial, run_objective
 from hpo.objectives import resolve_objective
-from hpo.provenance import PROVENANCE_ATTR, UNKNOWN, git_state
+from hpo.provenance import PROVENANCE_ATTR, UNKNOWN, cpu, git_state
 from hpo.settings import Settings
 from hpo.spec import StudySpec
 from hpo.trial_outputs import ATTR_GIT_COMMIT
@@ -102,6 +102,7 @@ def reproduce_trial(
     result = Reproduction(spec.name, number, trial.state.name, seed, out)
     provenance = study.user_attrs.get(PROVENANCE_ATTR) or {}
     result.warnings.extend(_changed_code(trial, provenance))
+    result.warnings.extend(_changed_cpu(provenance))
     result.warnings.extend(_changed_inputs(spec, settings, provenance))
     config = {
         "study": spec.name, "objective": spec.objective, "args": dict(spec.objective_args),
@@ -154,6 +155,18 @@ def _changed_code(trial: FrozenTrial, provenance: Mapping[str, Any]) -> list[str
     if recorded == now.commit:
         return [f"uncommitted changes in {now.repo}"] if now.dirty else []
     return [f"the code is at commit {now.commit}, the trial ran at {recorded}"]
+
+
+def _changed_cpu(provenance: Mapping[str, Any]) -> list[str]:
+    """Whether this machine's CPU is none of those the study's sessions ran on (their
+    drivers': on a cluster, trials run on its nodes). Another CPU generation dispatches to
+    other vector kernels, which round differently: a long training drifts apart."""
+    recorded = sorted({s["cpu"] for s in provenance.get("sessions", []) if s.get("cpu")})
+    now = cpu()
+    if not recorded or now in recorded:
+        return []
+    return [f"the study ran on {' and '.join(recorded)}, this machine is {now}: "
+            "floating-point results can differ"]
 
 
 def _changed_inputs(

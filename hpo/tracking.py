@@ -159,6 +159,7 @@ class Tracker:
             "hpo.git_dirty": str(git.dirty).lower(),
             "hpo.git_commits": ",".join(record["commits"]),
             "hpo.host": env["host"],
+            "hpo.cpu": env["cpu"],
             "hpo.python": env["python"],
             **{f"hpo.version.{k}": v for k, v in env["packages"].items()},
         }

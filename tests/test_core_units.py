@@ -171,3 +171,19 @@ def test_the_recorded_git_diff_shows_no_password(tmp_path: Path) -> None:
     (tmp_path / "run.sh").write_text("hpo study curves --storage postgresql://me:s3cret@db/x\n")
     state = git_state(tmp_path)
     assert state.dirty and "postgresql://me:***@db/x" in state.diff and "s3cret" not in state.diff
+
+
+def test_the_recorded_cpu_tells_generations_and_vector_widths_apart() -> None:
+    from hpo.provenance import describe_cpu
+
+    def cpuinfo(family: str, model: str, flags: str) -> str:
+        first = (f"processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: {family}\n"
+                 f"model\t\t: {model}\nflags\t\t: fpu sse2 {flags}\n")
+        return first + "\nprocessor\t: 1\nmodel name\t: something else\n"
+
+    zen5 = describe_cpu(cpuinfo("26", "2", "avx avx2 avx512f avx512bw"), 2)
+    assert zen5 == "AMD EPYC (family 26, model 2; avx512; 2 logical CPUs)"
+    zen3 = describe_cpu(cpuinfo("25", "1", "avx avx2"), 2)
+    assert zen3 == "AMD EPYC (family 25, model 1; avx2; 2 logical CPUs)"
+    assert describe_cpu(cpuinfo("26", "2", "avx avx2 avx512f avx512bw"), 4) != zen5
+    assert describe_cpu("", None).endswith("(? logical CPUs)")  # no /proc/cpuinfo

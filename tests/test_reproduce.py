@@ -113,6 +113,26 @@ def test_reproduce_warns_when_the_commit_changed(curves: tuple[Path, list[str]])
     assert f"warning: the code is at commit {second}, the trial ran at {first}" in warnings
 
 
+def test_reproduce_warns_on_another_cpu(curves: tuple[Path, list[str]]) -> None:
+    from hpo.provenance import cpu
+
+    repo, _ = curves
+    study = study_in(repo, "curves")
+    recorded = study.user_attrs["provenance"]
+    assert {s["cpu"] for s in recorded["sessions"]} == {cpu()}
+    assert "warning: the study ran on" not in hpo(repo, "reproduce", "curves", "0").stdout
+    other = {**recorded, "sessions": [{**s, "cpu": "Imaginary CPU (avx2; 2 logical CPUs)"}
+                                      for s in recorded["sessions"]]}
+    study.set_user_attr("provenance", other)
+    try:
+        result = hpo(repo, "reproduce", "curves", "0")
+    finally:
+        study.set_user_attr("provenance", recorded)
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning, not a failure
+    assert (f"warning: the study ran on Imaginary CPU (avx2; 2 logical CPUs), this machine "
+            f"is {cpu()}: floating-point results can differ") in result.stdout.splitlines()
+
+
 def test_unknown_trial_or_study_exits_2(curves: tuple[Path, list[str]]) -> None:
     repo, _ = curves
     result = hpo(repo, "reproduce", "curves", "99")
@@ -123,6 +143,8 @@ def test_unknown_trial_or_study_exits_2(curves: tuple[Path, list[str]]) -> None:
 
 
 def test_provenance_on_optuna_and_mlflow_parent(curves: tuple[Path, list[str]]) -> None:
+    from hpo.provenance import cpu
+
     repo, (first, second) = curves
     provenance = study_in(repo, "curves").user_attrs["provenance"]
     assert provenance["git_commit"] == second and provenance["git_dirty"] is True
@@ -132,6 +154,7 @@ def test_provenance_on_optuna_and_mlflow_parent(curves: tuple[Path, list[str]]) 
     for package in ("optuna", "mlflow", "ray"):
         assert env["packages"][package] == metadata.version(package)
     assert env["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert env["cpu"] == cpu()
 
     runs = mlflow_runs(repo, "curves")
     parent = next(r for r in runs if r.data.tags.get("hpo.role") == "study")
@@ -139,6 +162,7 @@ def test_provenance_on_optuna_and_mlflow_parent(curves: tuple[Path, list[str]]) 
     assert tags["hpo.git_commit"] == second and tags["hpo.git_dirty"] == "true"
     assert tags["hpo.git_commits"] == f"{first},{second}"
     assert tags["hpo.version.optuna"] == metadata.version("optuna")
+    assert tags["hpo.cpu"] == cpu()
     assert {"environment.json", "git.diff"} <= artifacts(repo, parent)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo}/storage/mlflow.db")
     diff = Path(client.download_artifacts(parent.info.run_id, "git.diff")).read_text()

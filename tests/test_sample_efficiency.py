@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import constrained_problems  # noqa: E402
 import sample_efficiency as bench  # noqa: E402
 
+from hpo.provenance import cpu  # noqa: E402
 from objectives.bnh import BOUNDS, pareto_front  # noqa: E402
 
 CLASSIC = ("bnh", "tnk", "srn", "constr")
@@ -94,6 +95,8 @@ def test_tiny_run_writes_the_table_as_json(tmp_path: Path) -> None:
     for row in result["summary"]:
         assert row["seeds"] == 2 and row["hv_worst"] <= row["hv_median"]
     assert set(result["targets"]) >= {"matches_best_peer_everywhere", "draw_under_250ms"}
+    # the machine, CPU included: a result is only comparable with one from the same kind
+    assert result["machine"]["cpu"] == cpu() and "--problems bnh" in result["command"]
 
 
 def test_targets_name_where_hpo_is_behind() -> None:
