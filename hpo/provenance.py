@@ -98,8 +98,8 @@ def describe_cpu(cpuinfo: str, logical: int | None) -> str:
         details.append(f"family {fields['cpu family']}, model {fields['model']}")
     flags = set(fields.get("flags", "").split())
     if flags:
-        details.append(next((v for v in ("avx512", "avx2", "avx")
-                             if f"{v}f" in flags or v in flags), "no avx"))
+        widest = (("avx512f", "avx512"), ("avx2", "avx2"), ("avx", "avx"))
+        details.append(next((width for flag, width in widest if flag in flags), "no avx"))
     details.append(f"{logical or '?'} logical CPUs")
     name = fields.get("model name") or platform.processor() or platform.machine() or UNKNOWN
     return f"{name} ({'; '.join(details)})"
