@@ -19,6 +19,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.pareto import pareto_front
+from hpo.provenance import cpu
 from hpo.spec import bundled_study_dir, load_spec
 from hpo.trial_outputs import models_to_drop
 from objectives.distill_squad import synthetic
@@ -114,8 +115,6 @@ def test_reproduce_warns_when_the_commit_changed(curves: tuple[Path, list[str]])
 
 
 def test_reproduce_warns_on_another_cpu(curves: tuple[Path, list[str]]) -> None:
-    from hpo.provenance import cpu
-
     repo, _ = curves
     study = study_in(repo, "curves")
     recorded = study.user_attrs["provenance"]
@@ -143,8 +142,6 @@ def test_unknown_trial_or_study_exits_2(curves: tuple[Path, list[str]]) -> None:
 
 
 def test_provenance_on_optuna_and_mlflow_parent(curves: tuple[Path, list[str]]) -> None:
-    from hpo.provenance import cpu
-
     repo, (first, second) = curves
     provenance = study_in(repo, "curves").user_attrs["provenance"]
     assert provenance["git_commit"] == second and provenance["git_dirty"] is True
