@@ -3,7 +3,6 @@ JSON file of results."""
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import sys
@@ -39,9 +38,7 @@ def write_results(out: Path, results: dict[str, Any]) -> None:
     package versions: :func:`hpo.provenance.environment`). The machine matters beyond
     timings: distill-squad's training rounds differently on another CPU generation, so its
     studies, and the hypervolumes compared with them, differ (docs/benchmarks.md)."""
-    from hpo.provenance import environment
+    from hpo.provenance import environment, write_json
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {**results, "command": " ".join(sys.argv), "machine": environment()}
-    out.write_text(json.dumps(record, indent=2, default=str))
+    write_json(out, {**results, "command": " ".join(sys.argv), "machine": environment()})
     print(f"written: {out}")

@@ -158,8 +158,8 @@ def _changed_code(trial: FrozenTrial, provenance: Mapping[str, Any]) -> list[str
 
 
 def _changed_cpu(provenance: Mapping[str, Any]) -> list[str]:
-    """Whether this machine's CPU is none of those the study's sessions ran on (their
-    drivers': on a cluster, trials run on its nodes). Another CPU generation dispatches to
+    """A warning when this machine's CPU is none of those the study's sessions ran on
+    (their drivers': on a cluster, trials run on its nodes). Another CPU can dispatch to
     other vector kernels, which round differently: a long training drifts apart."""
     recorded = sorted({s["cpu"] for s in provenance.get("sessions", []) if s.get("cpu")})
     now = cpu()
