@@ -4,9 +4,13 @@ Runs the same study (same trial budget, same seeds) once per scheduler and seed 
 the full hpo stack, then compares with ``none`` (no early stopping at all: no scheduler,
 no infeasibility or degenerate-run rule). Compute is the sum over trials of the last
 training step each reported; hypervolume is that of the final feasible Pareto front.
+With ``--held-out``, also that front's hypervolume on held-out data (``hpo.held_out_front``:
+each front trial's kept model measured again on data no trial trained or was selected
+on), which the winner's curse does not inflate: a study that trains every trial to the
+end picks its front from more noisy evaluations than one that stops most trials early.
 
     python benchmarks/early_stopping.py curves --trials 100 --seeds 0 1 2 --backend local
-    python benchmarks/early_stopping.py distill-squad --trials 30 --seeds 0 1
+    python benchmarks/early_stopping.py distill-squad --trials 30 --seeds 0 1 --held-out
 
 Prints a table and writes JSON (``--out``). Runs share ``--home`` (storage, MLflow and
 caches such as the distill-squad teacher), one study per (scheduler, seed).
@@ -55,6 +59,8 @@ def run_one(study: str, scheduler: str, seed: int, args: argparse.Namespace) -> 
     )
     wall = time.perf_counter() - started
     trials = hpo.load(name)[0].get_trials(deepcopy=False)
+    held_out = {"hypervolume_held_out": hpo.held_out_front(name).hypervolume or 0.0} \
+        if args.held_out else {}
     return {
         "study": study,
         "scheduler": scheduler,
@@ -62,6 +68,7 @@ def run_one(study: str, scheduler: str, seed: int, args: argparse.Namespace) -> 
         "trials": args.trials,
         "compute_steps": sum(t.user_attrs.get(ATTR_STEPS, 0) for t in trials),
         "hypervolume": summary.hypervolume or 0.0,
+        **held_out,
         "feasible": summary.feasible,
         "pareto_size": len(summary.front),
         "pruned": summary.pruned,
@@ -74,25 +81,30 @@ def run_one(study: str, scheduler: str, seed: int, args: argparse.Namespace) -> 
 
 def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per scheduler: medians over seeds of compute saved and hypervolume kept vs none (with
-    the 95% interval of the latter's median)."""
+    the 95% interval of the latter's median and its worst seed), held out too if measured."""
     base = {r["seed"]: r for r in rows if r["scheduler"] == BASELINE}
     table = []
     for scheduler in dict.fromkeys(r["scheduler"] for r in rows):
         mine = [r for r in rows if r["scheduler"] == scheduler and r["seed"] in base]
         saved = [base[r["seed"]]["compute_steps"] / max(1, r["compute_steps"]) for r in mine]
-        kept = [r["hypervolume"] / base[r["seed"]]["hypervolume"]
-                for r in mine if base[r["seed"]]["hypervolume"] > 0]
-        table.append({
+        row: dict[str, Any] = {
             "scheduler": scheduler,
             "seeds": len(mine),
             "compute_saved_x": round(statistics.median(saved), 2) if saved else None,
-            "hypervolume_vs_none": round(statistics.median(kept), 4) if kept else None,
-            "hypervolume_vs_none_95": [round(v, 4) for v in median_interval(kept)]
-            if kept else None,
-            "hypervolume_vs_none_min": round(min(kept), 4) if kept else None,
-            "median_compute_steps": statistics.median(r["compute_steps"] for r in mine),
-            "median_wall_s": statistics.median(r["wall_s"] for r in mine),
-        })
+        }
+        for key, label in (("hypervolume", "hypervolume"), ("hypervolume_held_out", "held_out")):
+            kept = [r[key] / base[r["seed"]][key]
+                    for r in mine if key in r and base[r["seed"]].get(key, 0) > 0]
+            if kept or key == "hypervolume":
+                row |= {
+                    f"{label}_vs_none": round(statistics.median(kept), 4) if kept else None,
+                    f"{label}_vs_none_95": [round(v, 4) for v in median_interval(kept)]
+                    if kept else None,
+                    f"{label}_vs_none_min": round(min(kept), 4) if kept else None,
+                }
+        row["median_compute_steps"] = statistics.median(r["compute_steps"] for r in mine)
+        row["median_wall_s"] = statistics.median(r["wall_s"] for r in mine)
+        table.append(row)
     return table
 
 
@@ -106,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
                         help="extra study-file override for every run (value as YAML)")
     parser.add_argument("--home", default="storage/benchmarks", help="HPO_HOME of the runs")
+    parser.add_argument("--held-out", action="store_true",
+                        help="also the final fronts' hypervolume on held-out data (objectives "
+                        "that keep models: distill-squad)")
     parser.add_argument("--out", help="JSON file (default: benchmarks/results/early_stopping_"
                         "STUDY.json)")
     args = parser.parse_args(argv)

@@ -14,6 +14,7 @@ _EXPORTS = {
     "load": "hpo.api",
     "status": "hpo.api",
     "pareto_front": "hpo.api",
+    "held_out_front": "hpo.api",
     "list_studies": "hpo.api",
     "reproduce": "hpo.api",
     "open_dashboard": "hpo.api",
@@ -39,6 +40,7 @@ __all__ = [
     "StudySummary",
     "TrialContext",
     "card",
+    "held_out_front",
     "list_studies",
     "load",
     "load_spec",
@@ -54,6 +56,7 @@ __all__ = [
 if TYPE_CHECKING:
     from hpo.api import (
         card,
+        held_out_front,
         list_studies,
         load,
         open_dashboard,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from hpo.dashboard import Dashboard
+    from hpo.held_out import HeldOutFront
     from hpo.report import Report as StudyReport
     from hpo.reproduce import Reproduction
 
@@ -150,6 +151,15 @@ def pareto_front(study_name: str, *, storage: str | None = None) -> pd.DataFrame
     import pandas as pd
 
     return pd.DataFrame(rows)
+
+
+def held_out_front(study_name: str, *, storage: str | None = None) -> HeldOutFront:
+    """The feasible front's models measured again on held-out data, and the hypervolume
+    of the front there (see :mod:`hpo.held_out`)."""
+    from hpo.held_out import measure_front
+
+    study, spec = load(study_name, storage=storage)
+    return measure_front(study, spec, Settings.resolve(storage))
 
 
 def reproduce(

@@ -27,6 +27,7 @@ from objectives.distill_squad.training import TrainSettings, answers, distillati
     ({"data": {"train": "/no/such.json", "eval": "/no/such.json"}}, "data.train: no file"),
     ({"data": {"train": "x.json"}}, "data.train and data.eval go together"),
     ({"data": {"folder": "x"}}, "data.folder is not a data setting"),
+    ({"data": {"test": "/no/such.json"}}, "data.test: no file"),
     ({"max_seq_length": 0}, "max_seq_length must be a positive integer"),
     ({"max_seq_length": 32, "doc_stride": 32}, "below max_seq_length"),
     ({"teacher_no_answer_keep": 0}, "teacher_no_answer_keep must be in"),
@@ -34,6 +35,16 @@ from objectives.distill_squad.training import TrainSettings, answers, distillati
 def test_bad_arguments_are_rejected_up_front(args: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DistillSquadObjective(**args)
+
+
+def test_held_out_needs_a_test_file_with_real_data(tmp_path: Path) -> None:
+    for split in ("train", "eval"):
+        (tmp_path / f"{split}.json").write_text("{}")
+    objective = DistillSquadObjective(data={"train": str(tmp_path / "train.json"),
+                                            "eval": str(tmp_path / "eval.json")})
+    with pytest.raises(ValueError, match=r"no held-out data: set objective\.args\.data\.test"):
+        objective.evaluate_held_out(tmp_path / "model", tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # refused before reading anything
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,21 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
         assert client.get_metric_history(child.info.run_id, component)
     pareto = json.loads(run_hpo("pareto", "distill-squad", "--format", "json").stdout)
     assert all(row["HasAns_exact"] >= 5 and row["NoAns_exact"] >= 5 for row in pareto)
+    # the front's kept models measured again on 4,000 held-out synthetic questions (half
+    # unanswerable): data-dependent metrics are new, the size is the trial's
+    held_out = run_hpo("pareto", "distill-squad", "--held-out", "--format", "json")
+    assert held_out.returncode == 0, held_out.stderr[-2000:]
+    again = json.loads(held_out.stdout)
+    assert [row["trial"] for row in again] == [row["trial"] for row in pareto]
+    for row in again:
+        assert row["held_out.num_params"] == row["num_params"]
+        assert row["held_out.exact_over_no_answer"] == pytest.approx(
+            row["held_out.exact"] - 50.0)
+        assert row["held_out.feasible"] == (
+            row["held_out.exact_over_no_answer"] >= 1 and row["held_out.HasAns_exact"] >= 5
+            and row["held_out.NoAns_exact"] >= 5)
+    table = run_hpo("pareto", "distill-squad", "--held-out").stdout
+    assert re.search(r"^hypervolume: \S+ as reported, \S+ held out$", table, re.M), table
     # the report was written when the study finished; the card names data and commands
     report = workdir / "storage" / "studies" / "distill-squad" / "report"
     for name in ("report.html", "pareto_front.png", "learning_curves.png"):

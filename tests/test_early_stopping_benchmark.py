@@ -40,6 +40,16 @@ def test_the_summary_gives_the_median_over_seeds_and_how_far_it_may_move() -> No
     assert low >= 0.9 and high <= 1.05  # a median, not the range of the seeds
 
 
+def test_the_held_out_hypervolume_is_compared_the_same_way_when_measured() -> None:
+    measured = rows([0.95, 0.97, 0.99])
+    for row, held_out in zip(measured, [2.0, 1.98, 2.0, 2.0, 2.0, 2.02], strict=True):
+        row["hypervolume_held_out"] = held_out
+    moasha = next(r for r in compare(measured) if r["scheduler"] == "moasha")
+    assert moasha["hypervolume_vs_none"] == 0.97
+    assert moasha["held_out_vs_none"] == 1.0 and moasha["held_out_vs_none_min"] == 0.99
+    assert "held_out_vs_none" not in compare(rows([0.97]))[1]  # not measured: no column
+
+
 def test_more_seeds_of_the_same_spread_narrow_the_interval() -> None:
     few = [0.9, 0.95, 1.0, 1.05, 1.1]
     low, high = median_interval(few)

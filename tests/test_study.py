@@ -129,6 +129,10 @@ def test_curves_study_runs_tracks_and_resumes(workdir: Path, run_hpo: RunHpo) ->
     assert table.returncode == 0 and "exact" in table.stdout and "num_params" in table.stdout
     csv = run_hpo("pareto", "curves", "--format", "csv")
     assert len(csv.stdout.strip().splitlines()) == len(front) + 1
+    held_out = run_hpo("pareto", "curves", "--held-out")  # curves keeps no models
+    assert held_out.returncode == 2, held_out.stderr
+    assert "objective 'curves' keeps no models to measure on held-out data" in held_out.stderr
+    assert len(held_out.stderr.strip().splitlines()) == 1 and not held_out.stdout
     assert "curves" in run_hpo("ls").stdout
 
 

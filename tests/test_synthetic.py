@@ -138,6 +138,16 @@ def test_splits_have_disjoint_contexts() -> None:
     assert not train_ids & {qa["id"] for _, qa in iter_questions(dev)}
 
 
+def test_held_out_questions_are_in_contexts_of_neither_split() -> None:
+    train, dev = generate_splits(3000, 600, seed=0)
+    seen = frozenset(_contexts(train)) | frozenset(_contexts(dev))
+    test = synthetic.generate_test(800, 0, seen)
+    assert len(iter_questions(test)) == 800
+    assert not set(_contexts(test)) & seen
+    assert sum(bool(qa["is_impossible"]) for _, qa in iter_questions(test)) == 400
+    assert test == synthetic.generate_test(800, 0, seen)
+
+
 def test_tokenizer_round_trips_answers_and_is_reused(tmp_path: Path) -> None:
     train, dev = generate_splits(600, 200, seed=2)
     tok = build_tokenizer([train, dev], tmp_path / "tok")

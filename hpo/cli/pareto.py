@@ -14,14 +14,25 @@ def register(commands: Any) -> None:
     parser = commands.add_parser("pareto", help="print the feasible Pareto front")
     parser.add_argument("study", metavar="NAME", help="study name")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    parser.add_argument("--held-out", action="store_true",
+                        help="also measure each front trial's kept model on held-out data "
+                        "(held_out.* columns) and print the front's hypervolume there")
     add_location_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from hpo.api import pareto_front
+    from hpo.api import held_out_front, pareto_front
 
     front = pareto_front(args.study, storage=args.storage)
+    measured = held_out_front(args.study, storage=args.storage) if args.held_out else None
+    if measured is not None and not front.empty:
+        metrics = [c for c in front.columns if c not in ("trial", "mlflow_run_id")
+                   and not c.startswith("params.")]
+        again = {t.number: t for t in measured.trials}
+        for metric in metrics:
+            front[f"held_out.{metric}"] = [again[n].metrics.get(metric) for n in front.trial]
+        front["held_out.feasible"] = [again[n].feasible for n in front.trial]
     if args.format == "json":
         rows = front.to_dict(orient="records")
         print(json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2))
@@ -31,7 +42,14 @@ def run(args: argparse.Namespace) -> int:
         print("no feasible trial yet")
     else:
         print(front.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+        if measured is not None:
+            print(f"hypervolume: {_number(measured.hypervolume_reported)} as reported, "
+                  f"{_number(measured.hypervolume)} held out")
     return 0
+
+
+def _number(value: float | None) -> str:
+    return "n/a (a goal declares no ref)" if value is None else f"{value:.6g}"
 
 
 def _plain(value: Any) -> Any:

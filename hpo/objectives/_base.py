@@ -113,3 +113,13 @@ class Objective(abc.ABC):
 
         Raise any exception to fail the trial: the study carries on.
         """
+
+    def evaluate_held_out(self, model_dir: Path, cache_dir: Path) -> Mapping[str, float]:
+        """Metrics of a trial's kept model (``model_dir``, its ``model/``) on held-out data:
+        data it was neither trained nor selected on. A study's Pareto front is the best of
+        many noisy evaluations on the evaluation data, so its metrics there are optimistic;
+        these are not. Return the metrics that depend on the data (the rest stay the
+        trial's); raise ``ValueError`` naming the setting when there is no held-out data.
+        Default: the objective keeps no models (NotImplementedError).
+        """
+        raise NotImplementedError(f"objective {type(self).__name__} has no held-out evaluation")

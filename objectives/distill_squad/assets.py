@@ -196,14 +196,49 @@ def _from_hf_checkpoint(name: str) -> QAModel:
     return model
 
 
-def load_assets(args: Mapping[str, Any], cache_dir: Path) -> Assets:
-    """Everything trials share, from the cache (built on first use)."""
+@dataclass(frozen=True)
+class HeldOut:
+    """Questions no trial trained or was selected on (``data.test``, or synthetic ones)."""
+
+    dataset: squad_data.Dataset
+    rows: list[dict[str, Any]]
+    features: dict[str, torch.Tensor]
+    baseline: dict[str, float]
+
+
+def _inputs(args: Mapping[str, Any], cache_dir: Path
+            ) -> tuple[squad_data.Dataset, squad_data.Dataset, Any, squad_data.FeatureSettings]:
+    """The train and eval sets as trials see them, their tokenizer and feature settings."""
     train_set, eval_set = load_datasets(args["data"])
     train_set = limit_questions(train_set, args["data"].get("limit_train"))
     eval_set = limit_questions(eval_set, args["data"].get("limit_eval"))
     tokenizer = load_tokenizer(args["backbone"], [train_set, eval_set], cache_dir)
     settings = squad_data.FeatureSettings(args["max_seq_length"], args["doc_stride"],
                                           args["max_query_length"])
+    return train_set, eval_set, tokenizer, settings
+
+
+def load_held_out(args: Mapping[str, Any], cache_dir: Path) -> HeldOut:
+    """The held-out questions and their features (cached), tokenized as the trials' were."""
+    config = args["data"]
+    if not config.get("test") and (config.get("train") or config.get("hub")):
+        raise ValueError("no held-out data: set objective.args.data.test to a SQuAD 2.0 "
+                         "JSON file that was neither trained nor evaluated on")
+    train_set, eval_set, tokenizer, settings = _inputs(args, cache_dir)
+    if config.get("test"):
+        test_set = squad_data.from_file(config["test"])
+    else:
+        test_set = squad_data.synthetic_test(int(config.get("synthetic_test", 4000)),
+                                             int(config.get("seed", 0)), [train_set, eval_set])
+    with _locked(cache_dir / "features.lock"):
+        features = squad_data.featurize(test_set, tokenizer, settings, cache_dir)
+    return HeldOut(test_set, squad_data.examples(test_set), features,
+                   always_no_answer_baseline(test_set.data))
+
+
+def load_assets(args: Mapping[str, Any], cache_dir: Path) -> Assets:
+    """Everything trials share, from the cache (built on first use)."""
+    train_set, eval_set, tokenizer, settings = _inputs(args, cache_dir)
     with _locked(cache_dir / "features.lock"):
         train_features = squad_data.featurize(train_set, tokenizer, settings, cache_dir)
         eval_features = squad_data.featurize(eval_set, tokenizer, settings, cache_dir)

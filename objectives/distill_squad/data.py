@@ -47,6 +47,15 @@ def from_synthetic(n_questions: int, seed: int, split: str) -> Dataset:
     return Dataset(data, identity, digest)
 
 
+def synthetic_test(n_questions: int, seed: int, seen: list[Dataset]) -> Dataset:
+    """Synthetic held-out questions, none in a context of the ``seen`` datasets."""
+    contexts = frozenset(p["context"] for dataset in seen for article in dataset.data
+                         for p in article["paragraphs"])
+    data = synthetic.generate_test(n_questions, seed, contexts)
+    identity = f"{synthetic.SOURCE_ID} v{synthetic.GENERATOR_VERSION} seed {seed} test"
+    return Dataset(data, identity, _digest(data))
+
+
 def from_hub(name: str, split: str) -> Dataset:
     """The hub dataset in the official format; a clear error where no hub is reachable."""
     try:

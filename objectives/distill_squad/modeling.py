@@ -44,7 +44,7 @@ class QAModel(nn.Module):
     @classmethod
     def load(cls, directory: Path) -> QAModel:
         model = cls(BertConfig.from_json_file(directory / "config.json"))
-        model.load_state_dict(torch.load(directory / "weights.pt"))
+        model.load_state_dict(torch.load(directory / "weights.pt", map_location="cpu"))
         return model
 
 

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 from hpo.objectives import Objective, Reporter, TrialContext
 
-_DATA_KEYS = {"train", "eval", "hub", "seed", "synthetic_train", "synthetic_eval",
-              "limit_train", "limit_eval"}
+_DATA_KEYS = {"train", "eval", "test", "hub", "seed", "synthetic_train", "synthetic_eval",
+              "synthetic_test", "limit_train", "limit_eval"}
 # How a teacher is fine-tuned when none is given. tiny: the offline default's recipe, 5
 # epochs of its 8,000 synthetic questions (exact 76.25 on the 400 evaluation questions,
 # HasAns 98.0, NoAns 54.5: with 2,000 questions for 15 epochs it memorised them, exact
@@ -73,7 +73,7 @@ class DistillSquadObjective(Objective):
                              f"({', '.join(sorted(_DATA_KEYS))})")
         if bool(data.get("train")) != bool(data.get("eval")):
             raise ValueError("data.train and data.eval go together (official SQuAD 2.0 JSON)")
-        for split in ("train", "eval"):
+        for split in ("train", "eval", "test"):
             if data.get(split):
                 path = Path(data[split]).expanduser()
                 if not path.is_file():
@@ -104,6 +104,7 @@ class DistillSquadObjective(Objective):
             "teacher_no_answer_keep": float(keep),
             "max_answer_length": max_answer_length,
         }
+        self._held_out: Any = None  # assets.HeldOut, loaded by the first evaluate_held_out
 
     def required_modules(self, choices: Mapping[str, Sequence[Any]]) -> Sequence[str]:
         """``requires``, peft when ``student`` or ``mode`` may be lora, the packages of hub
@@ -153,12 +154,7 @@ class DistillSquadObjective(Objective):
             latency_ms,
             with_lora,
         )
-        from objectives.distill_squad.training import (
-            TrainSettings,
-            predict_logits,
-            squad_metrics,
-            train,
-        )
+        from objectives.distill_squad.training import TrainSettings, evaluation_metrics, train
 
         random.seed(context.seed)
         np.random.seed(context.seed % 2**32)
@@ -189,13 +185,11 @@ class DistillSquadObjective(Objective):
             max_answer_length=self.args["max_answer_length"],
         )
         fixed = {"num_params": float(num_params), "trainable_params": float(trainable)}
-        baseline = assets.baseline["exact"]
 
         def evaluate(step: int) -> dict[str, float]:
-            logits = predict_logits(model, assets.eval_features, device)
-            metrics = squad_metrics(logits, assets.eval_features, assets.eval_rows,
-                                    assets.eval.data, settings.max_answer_length)
-            return {**metrics, "exact_over_no_answer": metrics["exact"] - baseline, **fixed}
+            return {**evaluation_metrics(model, assets.eval_features, assets.eval_rows,
+                                         assets.eval.data, assets.baseline["exact"], device,
+                                         settings.max_answer_length), **fixed}
 
         generator = torch.Generator().manual_seed(context.seed)
         final = train(model, assets.train_features, settings, device, evaluate, report,
@@ -206,6 +200,23 @@ class DistillSquadObjective(Objective):
         if isinstance(deployed, QAModel):  # the contract: a trial's model goes to model/
             deployed.save(context.output_dir / "model")
         return final
+
+    def evaluate_held_out(self, model_dir: Path, cache_dir: Path) -> Mapping[str, float]:
+        """The QA metrics of a trial's model on held-out questions: the file ``data.test``,
+        or with synthetic data ``data.synthetic_test`` (default 4,000) questions in contexts
+        of neither the train nor the eval set. Files or hub data without ``data.test`` have
+        none (ValueError)."""
+        from objectives.distill_squad.assets import compute_device, load_held_out
+        from objectives.distill_squad.modeling import QAModel
+        from objectives.distill_squad.training import evaluation_metrics
+
+        if self._held_out is None:
+            self._held_out = load_held_out(self.args, cache_dir)
+        held = self._held_out
+        device = compute_device()
+        model = QAModel.load(model_dir).to(device)
+        return evaluation_metrics(model, held.features, held.rows, held.dataset.data,
+                                  held.baseline["exact"], device, self.args["max_answer_length"])
 
 
 def student_params(params: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -291,6 +291,15 @@ def generate_splits(
     return _generate(n_train, train_rng, 0.5, f"train{seed}", contexts), eval_data
 
 
+def generate_test(
+    n_questions: int, seed: int, exclude: frozenset[str]
+) -> list[dict[str, Any]]:
+    """Held-out questions of the same kind, from a stream of their own: no context in
+    common with ``exclude`` (the train and eval sets' contexts)."""
+    test_rng = random.Random(f"{SOURCE_ID}/{GENERATOR_VERSION}/{seed}/test")
+    return _generate(n_questions, test_rng, 0.5, f"test{seed}", exclude)
+
+
 def iter_questions(data: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """Flatten a ``data`` list into ``(context, qa)`` pairs, in order."""
     return [

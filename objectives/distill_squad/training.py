@@ -165,6 +165,16 @@ def answers(logits: torch.Tensor, features: Features, rows: list[dict[str, Any]]
     return predictions, na_scores
 
 
+def evaluation_metrics(model: nn.Module, features: Features, rows: list[dict[str, Any]],
+                       data: list[dict[str, Any]], no_answer_exact: float, device: torch.device,
+                       max_answer_length: int = 30) -> dict[str, float]:
+    """The model's :func:`squad_metrics` on these questions, and ``exact_over_no_answer``:
+    its exact minus that of always predicting "no answer" (``no_answer_exact``)."""
+    metrics = squad_metrics(predict_logits(model, features, device), features, rows, data,
+                            max_answer_length)
+    return {**metrics, "exact_over_no_answer": metrics["exact"] - no_answer_exact}
+
+
 def squad_metrics(logits: torch.Tensor, features: Features, rows: list[dict[str, Any]],
                   data: list[dict[str, Any]], max_answer_length: int = 30) -> dict[str, float]:
     """Official SQuAD 2.0 metrics at no-answer threshold 0, plus the best thresholds."""
