@@ -1,0 +1,102 @@
+"""hpo.held_out: how a study's front is measured again on held-out data.
+
+The objective is a stand-in (its held-out metrics are given per trial), so these tests
+check the logic: which trials are measured, which metrics are replaced, feasibility
+judged again, the hypervolume of what stays feasible, and the errors. The real objective
+runs end to end in tests/test_distill_squad_study.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from hpo import held_out
+from hpo.api import resolve_spec
+from hpo.errors import ConfigError, RunError
+from hpo.objectives import Objective
+from hpo.pareto import hypervolume
+from hpo.settings import Settings
+from hpo.trial_outputs import model_dir
+from hpo.trials import ATTR_METRICS
+
+# trial number -> exact on held-out data (every other metric unchanged)
+AGAIN = {0: 70.0, 1: 48.0, 2: 79.0, 3: 90.0}
+
+
+class Remeasured(Objective):
+    metrics = ("exact", "num_params", "HasAns_exact")
+    measured: list[int] = []
+
+    def __init__(self, **args: Any) -> None:  # curves' arguments, unused
+        pass
+
+    def run(self, params: Any, context: Any, report: Any) -> Mapping[str, float]:
+        raise AssertionError("not trained here")
+
+    def evaluate_held_out(self, model_dir: Path, cache_dir: Path) -> Mapping[str, float]:
+        number = int(model_dir.parent.name)
+        self.measured.append(number)
+        return {"exact": AGAIN[number]}
+
+
+class NoHeldOutData(Remeasured):
+    def evaluate_held_out(self, model_dir: Path, cache_dir: Path) -> Mapping[str, float]:
+        raise ValueError("no held-out data: set objective.args.data.test")
+
+
+def _study(settings: Settings, models: bool = True) -> optuna.Study:
+    """curves' goals and constraints (exact >= 50.5, HasAns_exact >= 5): trials 0-2 on the
+    front, 3 infeasible (HasAns_exact 0) and off it, 4 dominated by 0."""
+    study = optuna.create_study(study_name="held", directions=["maximize", "minimize"])
+    rows = [(75.0, 1e7, 60.0), (78.0, 4e7, 60.0), (80.0, 9e7, 60.0), (95.0, 1e6, 0.0),
+            (74.0, 2e7, 60.0)]
+    for number, (exact, size, has_ans) in enumerate(rows):
+        trial = optuna.trial.create_trial(
+            values=[exact, size],
+            user_attrs={ATTR_METRICS: {"exact": exact, "num_params": size,
+                                       "HasAns_exact": has_ans}},
+            constraints={"exact >= 50.5": 50.5 - exact, "HasAns_exact >= 5": 5 - has_ans})
+        study.add_trial(trial)
+        if models:
+            model_dir(settings, "held", number).mkdir(parents=True)
+    return study
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setattr(held_out, "resolve_objective", lambda name: Remeasured)
+    Remeasured.measured = []
+    return Settings.resolve(env={"HPO_HOME": str(tmp_path)})
+
+
+def test_the_front_is_measured_again_and_judged_again(settings: Settings) -> None:
+    spec = resolve_spec("curves")
+    front = held_out.measure_front(_study(settings), spec, settings)
+    assert sorted(Remeasured.measured) == [0, 1, 2]  # the front only, not 3 or 4
+    by_number = {t.number: t for t in front.trials}
+    assert [t.number for t in front.trials] == [0, 1, 2]
+    assert by_number[0].metrics == {"exact": 70.0, "num_params": 1e7, "HasAns_exact": 60.0}
+    assert not by_number[1].feasible and by_number[0].feasible and by_number[2].feasible
+    assert front.hypervolume == hypervolume(
+        [held_out._Point([70.0, 1e7]), held_out._Point([79.0, 9e7])], spec.goals)
+    assert front.hypervolume_reported == hypervolume(
+        [held_out._Point([75.0, 1e7]), held_out._Point([78.0, 4e7]),
+         held_out._Point([80.0, 9e7])], spec.goals)
+    assert front.hypervolume is not None and front.hypervolume_reported is not None
+    assert front.hypervolume < front.hypervolume_reported
+
+
+def test_a_missing_model_or_held_out_data_is_a_clear_error(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = resolve_spec("curves")
+    with pytest.raises(RunError, match=r"trial 0 of study 'held' kept no model .* "
+                       r"run\.keep_models front or all"):
+        held_out.measure_front(_study(settings, models=False), spec, settings)
+    monkeypatch.setattr(held_out, "resolve_objective", lambda name: NoHeldOutData)
+    with pytest.raises(ConfigError, match="study 'held': no held-out data: set objective"):
+        held_out.measure_front(_study(settings), spec, settings)
