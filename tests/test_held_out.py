@@ -46,7 +46,7 @@ class Remeasured(Objective):
 
 class NoHeldOutData(Remeasured):
     def evaluate_held_out(self, model_dir: Path, cache_dir: Path) -> Mapping[str, float]:
-        raise ValueError("no held-out data: set objective.args.data.test")
+        raise ValueError("no held-out data: create the study with objective.args.data.test")
 
 
 def _study(settings: Settings, models: bool = True) -> optuna.Study:
@@ -98,5 +98,5 @@ def test_a_missing_model_or_held_out_data_is_a_clear_error(
                        r"run\.keep_models front or all"):
         held_out.measure_front(_study(settings, models=False), spec, settings)
     monkeypatch.setattr(held_out, "resolve_objective", lambda name: NoHeldOutData)
-    with pytest.raises(ConfigError, match="study 'held': no held-out data: set objective"):
+    with pytest.raises(ConfigError, match="study 'held': no held-out data: create the study with"):
         held_out.measure_front(_study(settings), spec, settings)
