@@ -9,9 +9,12 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hpo.objectives import Objective, Reporter, TrialContext
+
+if TYPE_CHECKING:  # torch is imported where it runs, not when the study file is read
+    from objectives.distill_squad.assets import HeldOut
 
 _DATA_KEYS = {"train", "eval", "test", "hub", "seed", "synthetic_train", "synthetic_eval",
               "synthetic_test", "limit_train", "limit_eval"}
@@ -104,7 +107,7 @@ class DistillSquadObjective(Objective):
             "teacher_no_answer_keep": float(keep),
             "max_answer_length": max_answer_length,
         }
-        self._held_out: Any = None  # assets.HeldOut, loaded by the first evaluate_held_out
+        self._held_out: HeldOut | None = None  # loaded by the first evaluate_held_out
 
     def required_modules(self, choices: Mapping[str, Sequence[Any]]) -> Sequence[str]:
         """``requires``, peft when ``student`` or ``mode`` may be lora, the packages of hub
@@ -210,9 +213,7 @@ class DistillSquadObjective(Objective):
         from objectives.distill_squad.modeling import QAModel
         from objectives.distill_squad.training import evaluation_metrics
 
-        if self._held_out is None:
-            self._held_out = load_held_out(self.args, cache_dir)
-        held = self._held_out
+        held = self._held_out = self._held_out or load_held_out(self.args, cache_dir)
         device = compute_device()
         model = QAModel.load(model_dir).to(device)
         return evaluation_metrics(model, held.features, held.rows, held.dataset.data,
