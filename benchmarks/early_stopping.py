@@ -59,8 +59,8 @@ def run_one(study: str, scheduler: str, seed: int, args: argparse.Namespace) -> 
     )
     wall = time.perf_counter() - started
     trials = hpo.load(name)[0].get_trials(deepcopy=False)
-    held_out = {"hypervolume_held_out": hpo.held_out_front(name).hypervolume or 0.0} \
-        if args.held_out else {}
+    held_out = {} if not args.held_out else {  # measured, not recorded with the study
+        "hypervolume_held_out": hpo.held_out_front(name, record=False).hypervolume or 0.0}
     return {
         "study": study,
         "scheduler": scheduler,

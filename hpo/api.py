@@ -153,13 +153,20 @@ def pareto_front(study_name: str, *, storage: str | None = None) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def held_out_front(study_name: str, *, storage: str | None = None) -> HeldOutFront:
+def held_out_front(
+    study_name: str, *, storage: str | None = None, record: bool = True
+) -> HeldOutFront:
     """The feasible front's models measured again on held-out data, and the hypervolume
-    of the front there (see :mod:`hpo.held_out`)."""
-    from hpo.held_out import measure_front
+    of the front there (see :mod:`hpo.held_out`). ``record``: keep the measurement with
+    the study (the card, ``hpo status``) and log it to its MLflow runs."""
+    from hpo import held_out
 
     study, spec = load(study_name, storage=storage)
-    return measure_front(study, spec, Settings.resolve(storage))
+    settings = Settings.resolve(storage)
+    front = held_out.measure_front(study, spec, settings)
+    if record:
+        held_out.record(study, spec, settings, front)
+    return front
 
 
 def reproduce(

@@ -6,24 +6,39 @@ lucky, so the front's metrics there, and its hypervolume, are optimistic (the wi
 curse). The objective re-measures each front trial's kept model on data no trial was
 trained or selected on (:meth:`hpo.objectives.Objective.evaluate_held_out`), and each is
 judged feasible again on those metrics: what the front is worth on new data.
+
+A measurement becomes part of the study's record (:func:`record`): the study attribute
+``held_out`` (read by the card and ``hpo status``), ``held_out.*`` metrics on each
+measured trial's MLflow run, and the hypervolume and the front with its held-out columns
+on the study's run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import NamedTuple
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import optuna
 
 from hpo.errors import ConfigError, RunError
 from hpo.objectives import Objective, resolve_objective
 from hpo.pareto import hypervolume
-from hpo.settings import Settings
+from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
-from hpo.summary import StudySummary
+from hpo.storage import PARENT_ATTR
+from hpo.summary import StudySummary, front_rows
 from hpo.trial_outputs import model_dir
-from hpo.trials import ATTR_METRICS
+from hpo.trials import ATTR_METRICS, ATTR_RUN_ID
+
+ATTR_HELD_OUT = "held_out"
+"""Study attribute: the latest measurement (:meth:`HeldOutFront.as_record`)."""
+PREFIX = "held_out."
+"""Of the held-out columns (``hpo pareto``, the card) and MLflow metrics."""
+_FIXED_COLUMNS = ("trial", "mlflow_run_id")
 
 
 class _Point(NamedTuple):
@@ -36,6 +51,8 @@ class HeldOutTrial:
     metrics: Mapping[str, float]
     """The trial's final metrics, those the objective measured again replaced."""
     feasible: bool
+    measured: tuple[str, ...] = ()
+    """The metrics measured again (the others, such as ``num_params``, are the trial's)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,23 @@ class HeldOutFront:
     """Of the members still feasible, on their held-out metrics (``None`` without refs)."""
     hypervolume_reported: float | None
     """The study's own: of the front on the metrics its trials reported."""
+    at: str = ""
+    """When it was measured (UTC, ISO 8601)."""
+
+    def as_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> HeldOutFront:
+        trials = tuple(HeldOutTrial(t["number"], t["metrics"], t["feasible"],
+                                    tuple(t["measured"])) for t in record["trials"])
+        return cls(trials, record["hypervolume"], record["hypervolume_reported"], record["at"])
+
+    def missing(self, front: Sequence[int]) -> list[int]:
+        """The trials of ``front`` (numbers) this measurement did not cover: they joined
+        the front after it."""
+        covered = {t.number for t in self.trials}
+        return [n for n in front if n not in covered]
 
 
 def measure_front(study: optuna.Study, spec: StudySpec, settings: Settings) -> HeldOutFront:
@@ -71,7 +105,74 @@ def measure_front(study: optuna.Study, spec: StudySpec, settings: Settings) -> H
             raise ConfigError(f"study {study.study_name!r}: {exc}") from None
         metrics = {**trial.user_attrs.get(ATTR_METRICS, {}), **again}
         feasible = all(c.violation(metrics) <= 0 for c in spec.constraints)
-        measured.append(HeldOutTrial(trial.number, metrics, feasible))
+        measured.append(HeldOutTrial(trial.number, metrics, feasible, tuple(again)))
     points = [_Point([t.metrics[g.metric] for g in spec.goals]) for t in measured if t.feasible]
-    return HeldOutFront(tuple(measured), hypervolume(points, spec.goals), summary.hypervolume)
+    return HeldOutFront(tuple(measured), hypervolume(points, spec.goals), summary.hypervolume,
+                        datetime.now(UTC).isoformat(timespec="seconds"))
 
+
+def recorded(study: optuna.Study) -> HeldOutFront | None:
+    """The study's latest recorded measurement, if any."""
+    record = study.user_attrs.get(ATTR_HELD_OUT)
+    return HeldOutFront.from_record(record) if isinstance(record, dict) else None
+
+
+def with_held_out(rows: Sequence[Mapping[str, Any]],
+                  front: HeldOutFront) -> list[dict[str, Any]]:
+    """Front rows (:func:`hpo.summary.front_rows`) with a ``held_out.<metric>`` column for
+    each objective and constraint metric, and ``held_out.feasible``; empty cells for
+    trials the measurement did not cover."""
+    again = {t.number: t for t in front.trials}
+    extended = []
+    for row in rows:
+        trial = again.get(row["trial"])
+        metrics = [k for k in row if k not in _FIXED_COLUMNS and not k.startswith("params.")]
+        columns: dict[str, Any] = {
+            f"{PREFIX}{k}": None if trial is None else trial.metrics.get(k) for k in metrics}
+        columns[f"{PREFIX}feasible"] = None if trial is None else trial.feasible
+        extended.append({**row, **columns})
+    return extended
+
+
+def record(study: optuna.Study, spec: StudySpec, settings: Settings,
+           front: HeldOutFront) -> None:
+    """Keep ``front`` with the study, then log it to the study's MLflow runs (module
+    docstring); RunError, after the study's record is written, when MLflow fails."""
+    study.set_user_attr(ATTR_HELD_OUT, front.as_record())
+    parent = study.user_attrs.get(PARENT_ATTR)
+    if parent is None:  # the study was never tracked
+        return
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    rows = front_rows([trials[t.number] for t in front.trials], spec.goals,
+                      [c.metric for c in spec.constraints])
+    try:
+        _log(settings, parent, {n: t.user_attrs.get(ATTR_RUN_ID) for n, t in trials.items()},
+             front, with_held_out(rows, front))
+    except Exception as exc:  # MLflow raises its own, requests' and OS errors
+        raise RunError(f"held-out metrics of study {study.study_name!r} are recorded with the "
+                       f"study but not in MLflow ({redact(settings.tracking_uri)}): "
+                       f"{type(exc).__name__}: {exc}") from None
+
+
+def _log(settings: Settings, parent: str, runs: Mapping[int, str | None], front: HeldOutFront,
+         rows: list[dict[str, Any]]) -> None:
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from hpo.tracking import csv_text, log_files
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    now = int(time.time() * 1000)
+    for trial in front.trials:
+        run_id = runs.get(trial.number)
+        if run_id:
+            values = {**{m: trial.metrics[m] for m in trial.measured},
+                      "feasible": float(trial.feasible)}
+            client.log_batch(run_id, metrics=[
+                Metric(f"{PREFIX}{k}", float(v), now, 0) for k, v in values.items()])
+    if front.hypervolume is not None:
+        client.log_metric(parent, f"{PREFIX}hypervolume", front.hypervolume, now)
+    log_files(lambda path: client.log_artifact(parent, path), {
+        "pareto_front_held_out.json": json.dumps(rows, indent=2, default=str),
+        "pareto_front_held_out.csv": csv_text(rows),
+    })

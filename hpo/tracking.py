@@ -211,7 +211,7 @@ class Tracker:
             # Into the run's artifact store directly: MlflowClient.log_dict would read the
             # whole run back to find it.
             repo = get_artifact_repository(run.artifact_uri, self.settings.tracking_uri)
-            _log_files(repo.log_artifact, {CONFIG_FILE: json.dumps(config, indent=2)})
+            log_files(repo.log_artifact, {CONFIG_FILE: json.dumps(config, indent=2)})
             self.client.log_batch(
                 run.run_id, params=[Param(k, str(v)) for k, v in logged.items()]
             )
@@ -328,9 +328,9 @@ class Tracker:
         rows = front_rows(
             summary.front, self.spec.goals, [c.metric for c in self.spec.constraints]
         )
-        _log_files(lambda path: self.client.log_artifact(self.parent_id, path), {
+        log_files(lambda path: self.client.log_artifact(self.parent_id, path), {
             "pareto_front.json": json.dumps(rows, indent=2, default=str),
-            "pareto_front.csv": _csv(rows),
+            "pareto_front.csv": csv_text(rows),
         })  # fmt: skip
 
     def log_models(self, study: optuna.Study, summary: StudySummary) -> None:
@@ -400,7 +400,7 @@ def _is_server(tracking_uri: str) -> bool:
     return tracking_uri.split("://", 1)[0].lower() in ("http", "https")
 
 
-def _log_files(log_artifact: Callable[[str], object], files: Mapping[str, str]) -> None:
+def log_files(log_artifact: Callable[[str], object], files: Mapping[str, str]) -> None:
     """Write ``files`` (name: text) to a temporary directory and log each one."""
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in files.items():
@@ -409,7 +409,7 @@ def _log_files(log_artifact: Callable[[str], object], files: Mapping[str, str]) 
             log_artifact(str(path))
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
+def csv_text(rows: list[dict[str, Any]]) -> str:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)

@@ -68,7 +68,19 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
             row["held_out.exact_over_no_answer"] >= 1 and row["held_out.HasAns_exact"] >= 5
             and row["held_out.NoAns_exact"] >= 5)
     table = run_hpo("pareto", "distill-squad", "--held-out").stdout
-    assert re.search(r"^hypervolume: \S+ as reported, \S+ held out$", table, re.M), table
+    hypervolumes = re.search(r"^hypervolume: (\S+) as reported, (\S+) held out$", table, re.M)
+    assert hypervolumes, table
+    # ... and recorded: with the study (hpo status, the card) and on the MLflow runs
+    status = json.loads(run_hpo("status", "distill-squad", "--json").stdout)
+    if again:
+        assert f"{status['hypervolume_held_out']:.6g}" == hypervolumes[2]
+        assert status["held_out_unmeasured"] == []
+        measured = client.get_run(again[0]["mlflow_run_id"]).data.metrics
+        assert measured["held_out.exact"] == again[0]["held_out.exact"]
+        assert measured["held_out.feasible"] == float(again[0]["held_out.feasible"])
+        assert "held_out.num_params" not in measured  # not measured again: the trial's
+        assert client.get_run(parent.info.run_id).data.metrics["held_out.hypervolume"] == \
+            status["hypervolume_held_out"]
     # the report was written when the study finished; the card names data and commands
     report = workdir / "storage" / "studies" / "distill-squad" / "report"
     for name in ("report.html", "pareto_front.png", "learning_curves.png"):
@@ -77,8 +89,11 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
     card = (report.parent / "CARD.md").read_text()
     assert "synthetic" in card.split("## Data")[1]
     assert "hpo study distill-squad --trials 6 --seed 3" in card
-    results = card.split("## Results: Pareto front\n\n")[1].split("\n\n")[0]
+    results, note = card.split("## Results: Pareto front\n\n")[1].split("\n\n")[:2]
     assert len(results.splitlines()) == 2 + len(pareto) or not pareto
+    if pareto:
+        assert "| held_out.exact |" in results.splitlines()[0]
+        assert note.startswith("Held out (`held_out.*`, `hpo pareto distill-squad --held-out`")
     # optuna-dashboard serves the study: every trial, with the constraint values it shows
     with running_dashboard("distill-squad", "--port", "0", cwd=workdir, env=hpo_env()) as board:
         api = board.url.replace("/dashboard/studies/", "/api/studies/")

@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 
 from hpo import held_out
 from hpo.api import resolve_spec
@@ -21,8 +22,9 @@ from hpo.errors import ConfigError, RunError
 from hpo.objectives import Objective
 from hpo.pareto import hypervolume
 from hpo.settings import Settings
+from hpo.storage import PARENT_ATTR
 from hpo.trial_outputs import model_dir
-from hpo.trials import ATTR_METRICS
+from hpo.trials import ATTR_METRICS, ATTR_RUN_ID
 
 # trial number -> exact on held-out data (every other metric unchanged)
 AGAIN = {0: 70.0, 1: 48.0, 2: 79.0, 3: 90.0}
@@ -100,3 +102,74 @@ def test_a_missing_model_or_held_out_data_is_a_clear_error(
     monkeypatch.setattr(held_out, "resolve_objective", lambda name: NoHeldOutData)
     with pytest.raises(ConfigError, match="study 'held': no held-out data: create the study with"):
         held_out.measure_front(_study(settings), spec, settings)
+
+
+def _tracked(settings: Settings) -> tuple[optuna.Study, MlflowClient]:
+    """The study of ``_study`` with an MLflow parent run and one child run per trial, as a
+    study that ran has them."""
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    experiment = client.create_experiment("held", artifact_location=(
+        settings.artifact_root / "held").as_uri())
+    parent = client.create_run(experiment, run_name="held").info.run_id
+    study = optuna.create_study(study_name="held", directions=["maximize", "minimize"])
+    study.set_user_attr(PARENT_ATTR, parent)
+    for trial in _study(settings).trials:
+        run = client.create_run(experiment, tags={"mlflow.parentRunId": parent})
+        client.set_terminated(run.info.run_id)
+        trial.set_user_attr(ATTR_RUN_ID, run.info.run_id)
+        study.add_trial(trial)
+    return study, client
+
+
+def test_a_measurement_is_recorded_with_the_study_and_in_mlflow(settings: Settings) -> None:
+    spec = resolve_spec("curves")
+    study, client = _tracked(settings)
+    front = held_out.measure_front(study, spec, settings)
+    held_out.record(study, spec, settings, front)
+    assert held_out.recorded(study) == front  # the study attribute reads back whole
+    runs = {t.number: t.user_attrs[ATTR_RUN_ID] for t in study.trials}
+    for number, feasible in ((0, 1.0), (1, 0.0), (2, 1.0)):
+        logged = client.get_run(runs[number]).data.metrics
+        # what was measured again, and whether it is still feasible; not the trial's size
+        assert logged == {"held_out.exact": AGAIN[number], "held_out.feasible": feasible}
+        assert client.get_run(runs[number]).info.status == "FINISHED"
+    assert client.get_run(runs[3]).data.metrics == {}  # off the front: not measured
+    parent = study.user_attrs[PARENT_ATTR]
+    assert client.get_run(parent).data.metrics == {"held_out.hypervolume": front.hypervolume}
+    table = Path(client.download_artifacts(parent, "pareto_front_held_out.csv")).read_text()
+    header, *lines = table.splitlines()
+    assert header.split(",")[4:] == ["mlflow_run_id", "held_out.exact", "held_out.num_params",
+                                     "held_out.HasAns_exact", "held_out.feasible"]
+    assert [line.split(",")[5] for line in lines] == ["70.0", "48.0", "79.0"]
+
+
+def test_the_front_rows_show_what_the_measurement_covered(settings: Settings) -> None:
+    spec = resolve_spec("curves")
+    study = _study(settings)
+    front = held_out.measure_front(study, spec, settings)
+    rows = [{"trial": 0, "params.x": 1.0, "exact": 75.0, "num_params": 1e7,
+             "mlflow_run_id": "r0"},
+            {"trial": 5, "params.x": 2.0, "exact": 85.0, "num_params": 5e7,
+             "mlflow_run_id": "r5"}]
+    measured, later = held_out.with_held_out(rows, front)
+    assert measured == {**rows[0], "held_out.exact": 70.0, "held_out.num_params": 1e7,
+                        "held_out.feasible": True}
+    assert later == {**rows[1], "held_out.exact": None, "held_out.num_params": None,
+                     "held_out.feasible": None}
+    assert front.missing([0, 2, 5]) == [5]
+
+
+def test_mlflow_away_still_leaves_the_record_with_the_study(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(held_out, "resolve_objective", lambda name: Remeasured)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    settings = Settings.resolve(tracking_uri="http://127.0.0.1:9",
+                                env={"HPO_HOME": str(tmp_path)})
+    spec = resolve_spec("curves")
+    study = _study(settings)
+    study.set_user_attr(PARENT_ATTR, "0" * 32)
+    front = held_out.measure_front(study, spec, settings)
+    with pytest.raises(RunError, match=r"held-out metrics of study 'held' are recorded with "
+                       r"the study but not in MLflow \(http://127\.0\.0\.1:9\)"):
+        held_out.record(study, spec, settings, front)
+    assert held_out.recorded(study) == front

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import Any
+from typing import Any, cast
 
 from hpo.cli._common import add_location_options
 
@@ -16,7 +16,8 @@ def register(commands: Any) -> None:
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     parser.add_argument("--held-out", action="store_true",
                         help="also measure each front trial's kept model on held-out data "
-                        "(held_out.* columns) and print the front's hypervolume there")
+                        "(held_out.* columns), print the front's hypervolume there, and "
+                        "record both with the study and in MLflow")
     add_location_options(parser)
     parser.set_defaults(handler=run)
 
@@ -27,12 +28,12 @@ def run(args: argparse.Namespace) -> int:
     front = pareto_front(args.study, storage=args.storage)
     measured = held_out_front(args.study, storage=args.storage) if args.held_out else None
     if measured is not None and not front.empty:
-        metrics = [c for c in front.columns if c not in ("trial", "mlflow_run_id")
-                   and not c.startswith("params.")]
-        again = {t.number: t for t in measured.trials}
-        for metric in metrics:
-            front[f"held_out.{metric}"] = [again[n].metrics.get(metric) for n in front.trial]
-        front["held_out.feasible"] = [again[n].feasible for n in front.trial]
+        import pandas as pd
+
+        from hpo.held_out import with_held_out
+
+        front = pd.DataFrame(with_held_out(
+            cast(list[dict[str, Any]], front.to_dict(orient="records")), measured))
     if args.format == "json":
         rows = front.to_dict(orient="records")
         print(json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2))

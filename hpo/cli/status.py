@@ -19,20 +19,35 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpo.api import load
+    from hpo.held_out import recorded
     from hpo.summary import StudySummary
 
     study, spec = load(args.study, storage=args.storage)
     summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
     data = {"study": args.study, "budget": spec.trials, **summary.as_dict()}
+    held_out = recorded(study)
+    if held_out is not None:  # hpo pareto --held-out measured the front
+        data["hypervolume_held_out"] = held_out.hypervolume
+        data["held_out_measured_at"] = held_out.at
+        # front trials that joined the front after the measurement
+        data["held_out_unmeasured"] = held_out.missing([t.number for t in summary.front])
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         stops = data.pop("stopped_early")
         width = max(map(len, data))
         for key, value in data.items():
-            print(f"{key:<{width}}  {'n/a' if value is None else value}")
+            print(f"{key:<{width}}  {_text(value)}")
         if stops:
             print("stopped early, by reason:")
             for reason, count in stops.items():
                 print(f"  {count:>5}  {reason}")
     return 0
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)

@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from hpo.health import diagnose
+from hpo.held_out import HeldOutFront, recorded, with_held_out
 from hpo.settings import Settings
 from hpo.spec import StudySpec
 from hpo.summary import StudySummary, front_rows
@@ -76,10 +77,18 @@ class StudyData:
         value = self.study.user_attrs.get(ATTR_PROVENANCE)
         return value if isinstance(value, dict) else {}
 
+    @property
+    def held_out(self) -> HeldOutFront | None:
+        """The latest measurement of the front on held-out data (``hpo pareto --held-out``)."""
+        return recorded(self.study)
+
     def front_rows(self) -> list[dict[str, Any]]:
-        return front_rows(
+        """The front, with the held-out columns where it was measured."""
+        rows = front_rows(
             self.summary.front, self.spec.goals, [c.metric for c in self.spec.constraints]
         )
+        held_out = self.held_out
+        return rows if held_out is None else with_held_out(rows, held_out)
 
 
 def _tags(settings: Settings, run_id: str | None) -> dict[str, str]:

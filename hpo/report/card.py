@@ -62,8 +62,7 @@ def render(data: StudyData, conclusions_text: str) -> str:
         _section("Hypothesis", hypothesis or "_Not stated: set `hypothesis:` in the study "
                  "file or pass `hpo card --hypothesis TEXT`._"),
         f"{CONCLUSIONS}\n{conclusions_text}",
-        _section("Results: Pareto front", _table(data.front_rows())
-                 or "_No feasible trial._"),
+        _section("Results: Pareto front", _results(data)),
         _section("Commands that ran the study", _commands(data)),
         _section("Problems met", _problems(data)),
         _section("Model", f"Objective `{spec.objective}` with arguments:\n\n"
@@ -82,12 +81,11 @@ def _section(title: str, body: str) -> str:
 
 def _counts(data: StudyData) -> str:
     counts = data.summary.as_dict()
-    hv = counts["hypervolume"]
     return (
         f"{counts['finished']} finished of {data.spec.trials} ({counts['complete']} complete, "
         f"{counts['pruned']} stopped early, {counts['failed']} failed), {counts['feasible']} "
         f"feasible, Pareto front {counts['pareto_size']}, hypervolume "
-        f"{'n/a' if hv is None else f'{hv:.6g}'}"
+        f"{_number(counts['hypervolume'])}"
     )
 
 
@@ -104,6 +102,29 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _results(data: StudyData) -> str:
+    table = _table(data.front_rows())
+    if not table:
+        return "_No feasible trial._"
+    held_out = data.held_out
+    if held_out is None:
+        return table
+    still = sum(t.feasible for t in held_out.trials)
+    text = (f"Held out (`held_out.*`, `hpo pareto {data.name} --held-out` at "
+            f"{held_out.at}): hypervolume {_number(held_out.hypervolume)} against "
+            f"{_number(held_out.hypervolume_reported)} as the trials reported; {still} of "
+            f"{len(held_out.trials)} front trials still feasible.")
+    missing = held_out.missing([t.number for t in data.summary.front])
+    if missing:
+        text += (f" Trials {', '.join(map(str, missing))} joined the front since: measure "
+                 "again to cover them.")
+    return f"{table}\n\n{text}"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.6g}"
 
 
 def _bullets(values: Mapping[str, Any]) -> str:
