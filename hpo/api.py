@@ -154,16 +154,22 @@ def pareto_front(study_name: str, *, storage: str | None = None) -> pd.DataFrame
 
 
 def held_out_front(
-    study_name: str, *, storage: str | None = None, record: bool = True
+    study_name: str,
+    *,
+    storage: str | None = None,
+    data: Sequence[tuple[str, Any]] = (),
+    record: bool = True,
 ) -> HeldOutFront:
     """The feasible front's models measured again on held-out data, and the hypervolume
-    of the front there (see :mod:`hpo.held_out`). ``record``: keep the measurement with
-    the study (the card, ``hpo status``) and log it to its MLflow runs."""
+    of the front there (see :mod:`hpo.held_out`). ``data``: ``--set``-style pairs choosing
+    the held-out data (the objective's ``held_out_args``, e.g. ``("data.test", PATH)``)
+    where the study's arguments name none. ``record``: keep the measurement with the
+    study (the card, ``hpo status``) and log it to its MLflow runs."""
     from hpo import held_out
 
     study, spec = load(study_name, storage=storage)
     settings = Settings.resolve(storage)
-    front = held_out.measure_front(study, spec, settings)
+    front = held_out.measure_front(study, spec, settings, data)
     if record:
         held_out.record(study, spec, settings, front)
     return front

@@ -15,10 +15,11 @@ on the study's run.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -28,7 +29,7 @@ from hpo.errors import ConfigError, RunError
 from hpo.objectives import Objective, resolve_objective
 from hpo.pareto import hypervolume
 from hpo.settings import Settings, redact
-from hpo.spec import StudySpec
+from hpo.spec import StudySpec, assign
 from hpo.storage import PARENT_ATTR
 from hpo.summary import StudySummary, front_rows
 from hpo.trial_outputs import model_dir
@@ -65,6 +66,8 @@ class HeldOutFront:
     """The study's own: of the front on the metrics its trials reported."""
     at: str = ""
     """When it was measured (UTC, ISO 8601)."""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """The held-out data chosen for this measurement (``--set``), beside the study's."""
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +76,8 @@ class HeldOutFront:
     def from_record(cls, record: Mapping[str, Any]) -> HeldOutFront:
         trials = tuple(HeldOutTrial(t["number"], t["metrics"], t["feasible"],
                                     tuple(t["measured"])) for t in record["trials"])
-        return cls(trials, record["hypervolume"], record["hypervolume_reported"], record["at"])
+        return cls(trials, record["hypervolume"], record["hypervolume_reported"], record["at"],
+                   record.get("data", {}))
 
     def missing(self, front: Sequence[int]) -> list[int]:
         """The trials of ``front`` (numbers) this measurement did not cover: they joined
@@ -82,16 +86,25 @@ class HeldOutFront:
         return [n for n in front if n not in covered]
 
 
-def measure_front(study: optuna.Study, spec: StudySpec, settings: Settings) -> HeldOutFront:
-    """Re-measure every front trial's model (see the module docstring).
+def measure_front(study: optuna.Study, spec: StudySpec, settings: Settings,
+                  data: Sequence[tuple[str, Any]] = ()) -> HeldOutFront:
+    """Re-measure every front trial's model (see the module docstring). ``data``:
+    ``(argument, value)`` pairs among the objective's ``held_out_args`` (``data.test``
+    or ``objective.args.data.test``), for this measurement only.
 
-    ConfigError when the objective keeps no models or has no held-out data;
-    RunError when a front trial kept no model (``run.keep_models: none``).
+    ConfigError when the objective keeps no models, ``data`` sets another argument, or
+    there is no held-out data; RunError when a front trial kept no model
+    (``run.keep_models: none``).
     """
-    objective = resolve_objective(spec.objective)(**spec.objective_args)
-    if type(objective).evaluate_held_out is Objective.evaluate_held_out:
+    kind = resolve_objective(spec.objective)
+    if kind.evaluate_held_out is Objective.evaluate_held_out:
         raise ConfigError(f"study {study.study_name!r}: objective {spec.objective!r} keeps no "
                           "models to measure on held-out data")
+    chosen = {name.removeprefix("objective.args."): value for name, value in data}
+    try:
+        objective = kind(**_arguments(study.study_name, spec, kind.held_out_args, chosen))
+    except ValueError as exc:
+        raise ConfigError(f"study {study.study_name!r}: {exc}") from None
     summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
     measured = []
     for trial in summary.front:
@@ -108,7 +121,21 @@ def measure_front(study: optuna.Study, spec: StudySpec, settings: Settings) -> H
         measured.append(HeldOutTrial(trial.number, metrics, feasible, tuple(again)))
     points = [_Point([t.metrics[g.metric] for g in spec.goals]) for t in measured if t.feasible]
     return HeldOutFront(tuple(measured), hypervolume(points, spec.goals), summary.hypervolume,
-                        datetime.now(UTC).isoformat(timespec="seconds"))
+                        datetime.now(UTC).isoformat(timespec="seconds"), chosen)
+
+
+def _arguments(name: str, spec: StudySpec, allowed: Sequence[str],
+               chosen: Mapping[str, Any]) -> dict[str, Any]:
+    """The study's objective arguments with the held-out data ``chosen``."""
+    document = {"objective": {"args": copy.deepcopy(dict(spec.objective_args))}}
+    for argument, value in chosen.items():
+        if argument not in allowed:
+            raise ConfigError(
+                f"study {name!r}: --set {argument}: a measurement may only choose the held-out "
+                f"data ({', '.join(allowed) or 'nothing'} for objective {spec.objective!r}); "
+                "the other arguments are the study's")
+        assign(document, f"objective.args.{argument}", value, f"study {name!r}")
+    return document["objective"]["args"]
 
 
 def recorded(study: optuna.Study) -> HeldOutFront | None:

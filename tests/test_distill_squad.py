@@ -42,8 +42,8 @@ def test_held_out_needs_a_test_file_with_real_data(tmp_path: Path) -> None:
         (tmp_path / f"{split}.json").write_text("{}")
     objective = DistillSquadObjective(data={"train": str(tmp_path / "train.json"),
                                             "eval": str(tmp_path / "eval.json")})
-    with pytest.raises(ValueError, match=r"no held-out data: create the study with "
-                       r"objective\.args\.data\.test"):
+    with pytest.raises(ValueError, match=r"no held-out data: set data\.test to a SQuAD 2\.0 "
+                       r"JSON file .* --held-out --set data\.test=PATH"):
         objective.evaluate_held_out(tmp_path / "model", tmp_path / "cache")
     assert not (tmp_path / "cache").exists()  # refused before reading anything
 

@@ -55,10 +55,20 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
     pareto = json.loads(run_hpo("pareto", "distill-squad", "--format", "json").stdout)
     assert all(row["HasAns_exact"] >= 5 and row["NoAns_exact"] >= 5 for row in pareto)
     # the front's kept models measured again on 4,000 held-out synthetic questions (half
-    # unanswerable): data-dependent metrics are new, the size is the trial's
-    held_out = run_hpo("pareto", "distill-squad", "--held-out", "--format", "json")
+    # unanswerable)
+    table = run_hpo("pareto", "distill-squad", "--held-out").stdout
+    hypervolumes = re.search(r"^hypervolume: (\S+) as reported, (\S+) held out$", table, re.M)
+    assert hypervolumes, table
+    # ... or on held-out data chosen for the measurement (here 1,000 questions); training
+    # arguments cannot be changed so, and a refusal writes nothing
+    refused = run_hpo("pareto", "distill-squad", "--held-out", "--set", "epochs=1")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "--set epochs: a measurement may only choose the held-out data (data.test, " \
+        "data.synthetic_test for objective 'distill-squad')" in refused.stderr
+    held_out = run_hpo("pareto", "distill-squad", "--held-out", "--set",
+                       "data.synthetic_test=1000", "--format", "json")
     assert held_out.returncode == 0, held_out.stderr[-2000:]
-    again = json.loads(held_out.stdout)
+    again = json.loads(held_out.stdout)  # data-dependent metrics are new, the size the trial's
     assert [row["trial"] for row in again] == [row["trial"] for row in pareto]
     for row in again:
         assert row["held_out.num_params"] == row["num_params"]
@@ -67,13 +77,11 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
         assert row["held_out.feasible"] == (
             row["held_out.exact_over_no_answer"] >= 1 and row["held_out.HasAns_exact"] >= 5
             and row["held_out.NoAns_exact"] >= 5)
-    table = run_hpo("pareto", "distill-squad", "--held-out").stdout
-    hypervolumes = re.search(r"^hypervolume: (\S+) as reported, (\S+) held out$", table, re.M)
-    assert hypervolumes, table
-    # ... and recorded: with the study (hpo status, the card) and on the MLflow runs
+    # the latest measurement is recorded: with the study (hpo status, the card) and on the
+    # MLflow runs
     status = json.loads(run_hpo("status", "distill-squad", "--json").stdout)
     if again:
-        assert f"{status['hypervolume_held_out']:.6g}" == hypervolumes[2]
+        assert f"{status['hypervolume']:.6g}" == hypervolumes[1]
         assert status["held_out_unmeasured"] == []
         measured = client.get_run(again[0]["mlflow_run_id"]).data.metrics
         assert measured["held_out.exact"] == again[0]["held_out.exact"]
@@ -93,7 +101,8 @@ def test_offline_default_study(workdir: Path, run_hpo: RunHpo) -> None:
     assert len(results.splitlines()) == 2 + len(pareto) or not pareto
     if pareto:
         assert "| held_out.exact |" in results.splitlines()[0]
-        assert note.startswith("Held out (`held_out.*`, `hpo pareto distill-squad --held-out`")
+        assert note.startswith("Held out (`held_out.*`, `hpo pareto distill-squad --held-out "
+                               "--set data.synthetic_test=1000` at ")
     # optuna-dashboard serves the study: every trial, with the constraint values it shows
     with running_dashboard("distill-squad", "--port", "0", cwd=workdir, env=hpo_env()) as board:
         api = board.url.replace("/dashboard/studies/", "/api/studies/")

@@ -48,7 +48,7 @@ class Remeasured(Objective):
 
 class NoHeldOutData(Remeasured):
     def evaluate_held_out(self, model_dir: Path, cache_dir: Path) -> Mapping[str, float]:
-        raise ValueError("no held-out data: create the study with objective.args.data.test")
+        raise ValueError("no held-out data: set data.test to a SQuAD 2.0 JSON file")
 
 
 def _study(settings: Settings, models: bool = True) -> optuna.Study:
@@ -100,7 +100,7 @@ def test_a_missing_model_or_held_out_data_is_a_clear_error(
                        r"run\.keep_models front or all"):
         held_out.measure_front(_study(settings, models=False), spec, settings)
     monkeypatch.setattr(held_out, "resolve_objective", lambda name: NoHeldOutData)
-    with pytest.raises(ConfigError, match="study 'held': no held-out data: create the study with"):
+    with pytest.raises(ConfigError, match=r"study 'held': no held-out data: set data\.test to"):
         held_out.measure_front(_study(settings), spec, settings)
 
 
@@ -173,3 +173,30 @@ def test_mlflow_away_still_leaves_the_record_with_the_study(
                        r"the study but not in MLflow \(http://127\.0\.0\.1:9\)"):
         held_out.record(study, spec, settings, front)
     assert held_out.recorded(study) == front
+
+
+class ChoosesData(Remeasured):
+    held_out_args = ("data.test",)
+    given: dict[str, Any] = {}
+
+    def __init__(self, **args: Any) -> None:
+        ChoosesData.given = args
+
+
+def test_a_measurement_may_choose_only_the_held_out_data(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(held_out, "resolve_objective", lambda name: ChoosesData)
+    spec = resolve_spec("curves")
+    study = _study(settings)
+    front = held_out.measure_front(study, spec, settings,
+                                   [("objective.args.data.test", "/data/test.json")])
+    # the study's own arguments, with the chosen data beside them, for this measurement
+    assert ChoosesData.given == {**spec.objective_args, "data": {"test": "/data/test.json"}}
+    assert front.data == {"data.test": "/data/test.json"}
+    held_out.record(study, spec, settings, front)
+    assert held_out.recorded(study) == front
+    for argument in ("epochs", "run.trials"):  # training arguments stay the study's
+        with pytest.raises(ConfigError, match=rf"study 'held': --set {argument}: a measurement "
+                           r"may only choose the held-out data \(data\.test for objective "
+                           r"'curves'\); the other arguments are the study's"):
+            held_out.measure_front(study, spec, settings, [(argument, 2)])

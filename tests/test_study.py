@@ -133,6 +133,9 @@ def test_curves_study_runs_tracks_and_resumes(workdir: Path, run_hpo: RunHpo) ->
     assert held_out.returncode == 2, held_out.stderr
     assert "objective 'curves' keeps no models to measure on held-out data" in held_out.stderr
     assert len(held_out.stderr.strip().splitlines()) == 1 and not held_out.stdout
+    chosen = run_hpo("pareto", "curves", "--set", "data.test=test.json")  # without --held-out
+    assert chosen.returncode == 2
+    assert chosen.stderr == "hpo: error: --set chooses the held-out data: it needs --held-out\n"
     assert "curves" in run_hpo("ls").stdout
 
 

@@ -18,15 +18,25 @@ def register(commands: Any) -> None:
                         help="also measure each front trial's kept model on held-out data "
                         "(held_out.* columns), print the front's hypervolume there, and "
                         "record both with the study and in MLflow")
+    parser.add_argument("--set", action="append", default=[], dest="assignments",
+                        metavar="FIELD=VALUE",
+                        help="with --held-out: the held-out data, where the study names none, "
+                        "e.g. data.test=PATH (repeat)")
     add_location_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from hpo.api import held_out_front, pareto_front
+    from hpo.errors import ConfigError
+    from hpo.spec import parse_assignment
 
+    if args.assignments and not args.held_out:
+        raise ConfigError("--set chooses the held-out data: it needs --held-out")
+    data = [parse_assignment(a) for a in args.assignments]
     front = pareto_front(args.study, storage=args.storage)
-    measured = held_out_front(args.study, storage=args.storage) if args.held_out else None
+    measured = held_out_front(args.study, storage=args.storage, data=data) \
+        if args.held_out else None
     if measured is not None and not front.empty:
         import pandas as pd
 

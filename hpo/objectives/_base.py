@@ -114,6 +114,11 @@ class Objective(abc.ABC):
         Raise any exception to fail the trial: the study carries on.
         """
 
+    held_out_args: ClassVar[tuple[str, ...]] = ()
+    """Arguments (dotted, within the objective's) that choose only the held-out data, so
+    that ``hpo pareto --held-out --set`` may give them when measuring an existing study
+    (e.g. a test file it was created without); every other argument is the study's."""
+
     def evaluate_held_out(self, model_dir: Path, cache_dir: Path) -> Mapping[str, float]:
         """Metrics of a trial's kept model (``model_dir``, its ``model/``) on held-out data:
         data it was neither trained nor selected on. A study's Pareto front is the best of

@@ -112,7 +112,8 @@ def _results(data: StudyData) -> str:
     if held_out is None:
         return table
     still = sum(t.feasible for t in held_out.trials)
-    text = (f"Held out (`held_out.*`, `hpo pareto {data.name} --held-out` at "
+    chosen = "".join(f" --set {k}={redact(str(v))}" for k, v in held_out.data.items())
+    text = (f"Held out (`held_out.*`, `hpo pareto {data.name} --held-out{chosen}` at "
             f"{held_out.at}): hypervolume {_number(held_out.hypervolume)} against "
             f"{_number(held_out.hypervolume_reported)} as the trials reported; {still} of "
             f"{len(held_out.trials)} front trials still feasible.")

@@ -2,6 +2,7 @@
 
 from hpo.spec._constraints import Constraint
 from hpo.spec._load import (
+    assign,
     build_spec,
     bundled_study_dir,
     find_study_file,
@@ -31,6 +32,7 @@ __all__ = [
     "Resources",
     "Stopping",
     "StudySpec",
+    "assign",
     "build_spec",
     "bundled_study_dir",
     "find_study_file",

@@ -146,11 +146,11 @@ def build_spec(
         )
     document = copy.deepcopy(document)
     for dotted, value in overrides:
-        _assign(document, dotted, value, source)
+        assign(document, dotted, value, source)
     return _validate(document, name, source)
 
 
-def _assign(document: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+def assign(document: dict[str, Any], dotted: str, value: Any, source: str) -> None:
     """Set ``a.b.c`` in the document; a field outside the top-level keys is taken inside
     ``objective.args`` (``data.train=...`` means ``objective.args.data.train=...``)."""
     if dotted.split(".", 1)[0] not in _TOP_KEYS:

@@ -222,8 +222,9 @@ def load_held_out(args: Mapping[str, Any], cache_dir: Path) -> HeldOut:
     """The held-out questions and their features (cached), tokenized as the trials' were."""
     config = args["data"]
     if not config.get("test") and (config.get("train") or config.get("hub")):
-        raise ValueError("no held-out data: create the study with objective.args.data.test "
-                         "set to a SQuAD 2.0 JSON file it neither trains nor evaluates on")
+        raise ValueError("no held-out data: set data.test to a SQuAD 2.0 JSON file the study "
+                         "neither trains nor evaluates on (hpo pareto NAME --held-out --set "
+                         "data.test=PATH)")
     train_set, eval_set, tokenizer, settings = _inputs(args, cache_dir)
     if config.get("test"):
         test_set = squad_data.from_file(config["test"])

@@ -60,6 +60,7 @@ class DistillSquadObjective(Objective):
         "batch_size",
     )
     requires: ClassVar[tuple[str, ...]] = ("torch", "transformers", "tokenizers", "numpy", "tqdm")
+    held_out_args: ClassVar[tuple[str, ...]] = ("data.test", "data.synthetic_test")
 
     def __init__(self, data: Mapping[str, Any] | None = None, backbone: str = "tiny",
                  teacher: str | None = None, max_seq_length: int = 64, doc_stride: int = 32,
