@@ -15,15 +15,19 @@ on the study's run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from hpo.errors import ConfigError, RunError
 from hpo.objectives import Objective, resolve_objective
@@ -32,7 +36,7 @@ from hpo.settings import Settings, redact
 from hpo.spec import StudySpec, assign
 from hpo.storage import PARENT_ATTR
 from hpo.summary import StudySummary, front_rows
-from hpo.trial_outputs import model_dir
+from hpo.trial_outputs import MODEL_DIR, model_dir
 from hpo.trials import ATTR_METRICS, ATTR_RUN_ID
 
 ATTR_HELD_OUT = "held_out"
@@ -52,7 +56,7 @@ class HeldOutTrial:
     metrics: Mapping[str, float]
     """The trial's final metrics, those the objective measured again replaced."""
     feasible: bool
-    measured: tuple[str, ...] = ()
+    measured: tuple[str, ...]
     """The metrics measured again (the others, such as ``num_params``, are the trial's)."""
 
 
@@ -64,7 +68,7 @@ class HeldOutFront:
     """Of the members still feasible, on their held-out metrics (``None`` without refs)."""
     hypervolume_reported: float | None
     """The study's own: of the front on the metrics its trials reported."""
-    at: str = ""
+    at: str
     """When it was measured (UTC, ISO 8601)."""
     data: Mapping[str, Any] = field(default_factory=dict)
     """The held-out data chosen for this measurement (``--set``), beside the study's."""
@@ -93,8 +97,8 @@ def measure_front(study: optuna.Study, spec: StudySpec, settings: Settings,
     or ``objective.args.data.test``), for this measurement only.
 
     ConfigError when the objective keeps no models, ``data`` sets another argument, or
-    there is no held-out data; RunError when a front trial kept no model
-    (``run.keep_models: none``).
+    there is no held-out data; RunError when a front trial's model is neither under this
+    home nor in its MLflow run (``run.keep_models: none``).
     """
     kind = resolve_objective(spec.objective)
     if kind.evaluate_held_out is Objective.evaluate_held_out:
@@ -108,12 +112,9 @@ def measure_front(study: optuna.Study, spec: StudySpec, settings: Settings,
     summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
     measured = []
     for trial in summary.front:
-        directory = model_dir(settings, study.study_name, trial.number)
-        if not directory.is_dir():
-            raise RunError(f"trial {trial.number} of study {study.study_name!r} kept no model "
-                           f"({directory}): held-out metrics need run.keep_models front or all")
         try:
-            again = objective.evaluate_held_out(directory, settings.cache_dir)
+            with _kept_model(settings, study.study_name, trial) as directory:
+                again = objective.evaluate_held_out(directory, settings.cache_dir)
         except ValueError as exc:
             raise ConfigError(f"study {study.study_name!r}: {exc}") from None
         metrics = {**trial.user_attrs.get(ATTR_METRICS, {}), **again}
@@ -122,6 +123,32 @@ def measure_front(study: optuna.Study, spec: StudySpec, settings: Settings,
     points = [_Point([t.metrics[g.metric] for g in spec.goals]) for t in measured if t.feasible]
     return HeldOutFront(tuple(measured), hypervolume(points, spec.goals), summary.hypervolume,
                         datetime.now(UTC).isoformat(timespec="seconds"), chosen)
+
+
+@contextlib.contextmanager
+def _kept_model(settings: Settings, study_name: str, trial: FrozenTrial) -> Iterator[Path]:
+    """The trial's kept model: under this machine's home, else the ``model`` artifact of
+    its MLflow run (logged for the front's trials when a study session ends), downloaded
+    for the measurement, so a study shared between machines is measured from any."""
+    directory = model_dir(settings, study_name, trial.number)
+    if directory.is_dir():
+        yield directory
+        return
+    run_id = trial.user_attrs.get(ATTR_RUN_ID)
+    with tempfile.TemporaryDirectory(prefix="hpo-held-out-") as tmp:
+        try:
+            if not run_id:
+                raise LookupError("no run")
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=settings.tracking_uri)
+            downloaded = Path(client.download_artifacts(run_id, MODEL_DIR, tmp))
+        except Exception as exc:  # MLflow raises its own, requests' and OS errors
+            raise RunError(
+                f"trial {trial.number} of study {study_name!r} kept no model ({directory}; "
+                f"its MLflow run has none either: {type(exc).__name__}): held-out metrics "
+                "need run.keep_models front or all") from None
+        yield downloaded
 
 
 def _arguments(name: str, spec: StudySpec, allowed: Sequence[str],

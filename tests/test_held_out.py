@@ -8,6 +8,7 @@ runs end to end in tests/test_distill_squad_study.py.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from hpo.objectives import Objective
 from hpo.pareto import hypervolume
 from hpo.settings import Settings
 from hpo.storage import PARENT_ATTR
-from hpo.trial_outputs import model_dir
+from hpo.trial_outputs import MODEL_DIR, model_dir
 from hpo.trials import ATTR_METRICS, ATTR_RUN_ID
 
 # trial number -> exact on held-out data (every other metric unchanged)
@@ -41,7 +42,7 @@ class Remeasured(Objective):
         raise AssertionError("not trained here")
 
     def evaluate_held_out(self, model_dir: Path, cache_dir: Path) -> Mapping[str, float]:
-        number = int(model_dir.parent.name)
+        number = int((model_dir / "trial").read_text())  # the model _study wrote
         self.measured.append(number)
         return {"exact": AGAIN[number]}
 
@@ -66,6 +67,7 @@ def _study(settings: Settings, models: bool = True) -> optuna.Study:
         study.add_trial(trial)
         if models:
             model_dir(settings, "held", number).mkdir(parents=True)
+            (model_dir(settings, "held", number) / "trial").write_text(str(number))
     return study
 
 
@@ -141,6 +143,24 @@ def test_a_measurement_is_recorded_with_the_study_and_in_mlflow(settings: Settin
     assert header.split(",")[4:] == ["mlflow_run_id", "held_out.exact", "held_out.num_params",
                                      "held_out.HasAns_exact", "held_out.feasible"]
     assert [line.split(",")[5] for line in lines] == ["70.0", "48.0", "79.0"]
+
+
+def test_a_model_kept_on_another_machine_is_measured_from_its_mlflow_run(
+        settings: Settings) -> None:
+    """A study shared between machines: trial 2's model is not under this home, but its
+    run has it (logged as the ``model`` artifact when the session that ran it ended)."""
+    spec = resolve_spec("curves")
+    study, client = _tracked(settings)
+    runs = {t.number: t.user_attrs[ATTR_RUN_ID] for t in study.trials}
+    client.log_artifacts(runs[2], str(model_dir(settings, "held", 2)), MODEL_DIR)
+    shutil.rmtree(model_dir(settings, "held", 2))
+    front = held_out.measure_front(study, spec, settings)
+    assert sorted(Remeasured.measured) == [0, 1, 2]
+    assert [t.metrics["exact"] for t in front.trials] == [AGAIN[0], AGAIN[1], AGAIN[2]]
+    shutil.rmtree(model_dir(settings, "held", 1))  # in neither place
+    with pytest.raises(RunError, match=r"trial 1 of study 'held' kept no model .*; its MLflow "
+                       r"run has none either: .*\): held-out metrics need run\.keep_models"):
+        held_out.measure_front(study, spec, settings)
 
 
 def test_the_front_rows_show_what_the_measurement_covered(settings: Settings) -> None:
