@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -141,6 +142,7 @@ def _kept_model(settings: Settings, study_name: str, trial: FrozenTrial) -> Iter
                 raise LookupError("no run")
             from mlflow.tracking import MlflowClient
 
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # on stderr
             client = MlflowClient(tracking_uri=settings.tracking_uri)
             downloaded = Path(client.download_artifacts(run_id, MODEL_DIR, tmp))
         except Exception as exc:  # MLflow raises its own, requests' and OS errors
