@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,10 @@ class StudyData:
         value = self.study.user_attrs.get(ATTR_PROVENANCE)
         return value if isinstance(value, dict) else {}
 
-    @property
+    @cached_property
     def held_out(self) -> HeldOutFront | None:
-        """The latest measurement of the front on held-out data (``hpo pareto --held-out``)."""
+        """The latest measurement of the front on held-out data (``hpo pareto --held-out``),
+        read from the storage once (the card's table and its line both use it)."""
         return recorded(self.study)
 
     def front_rows(self) -> list[dict[str, Any]]:
