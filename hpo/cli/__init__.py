@@ -34,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        code = _main(argv)
+        try:
+            code = _main(argv)
+        except SystemExit:  # argparse's --help and usage errors: their output too
+            sys.stdout.flush()
+            raise
         sys.stdout.flush()  # a reader that went away shows here, not as Python exits
         return code
     except BrokenPipeError:
