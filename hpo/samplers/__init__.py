@@ -14,12 +14,13 @@ BOHB does (:mod:`hpo.samplers._pruned`): among the COMPLETE trials once
 ``run.startup_trials`` of them exist, before that among the trials that reached the
 furthest report that many did, ranked there as MO-ASHA ranks them at a rung.
 ``gp`` stays available by
-name but is not the default: with two objectives and two constraints (``bnh``) it took
-0.6-1.1 s of CPU per suggestion at 15-30 trials, with greenlet's batched L-BFGS-B, and 3-7 s
-of wall time on the shared 2-core machine (it fits one Gaussian process per objective and
-constraint, and the cost grows with the trials), 4 to 40 times the 250 ms a 5-second trial
-allows its sampler; hpo's TPE took 10-40 ms on average (``benchmarks/sample_efficiency.py``,
-docs/benchmarks.md).
+name but is not the default. It fits one Gaussian process per objective and constraint,
+and its cost grows with the trials: with two objectives and two constraints (``bnh``, greenlet's
+batched L-BFGS-B) 213 ms per suggestion on average over the first 50 on an idle 2-core Zen 5,
+750 ms over 200 (1.3 s at the end), against the 250 ms a 5-second trial allows its sampler;
+several seconds on a loaded machine. It is more sample-efficient on ``bnh``, ``tnk`` and
+``constr`` and far less on ``srn``, where it fills one part of the front
+(``benchmarks/sample_efficiency.py``, docs/benchmarks.md). hpo's TPE takes milliseconds.
 
 ``run.startup_trials`` (default 10, Optuna's) random trials come before TPE models the
 results.
