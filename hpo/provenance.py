@@ -9,6 +9,7 @@ that is not a repository or a missing ``nvidia-smi`` is recorded as unknown, nev
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -105,8 +106,10 @@ def describe_cpu(cpuinfo: str, logical: int | None) -> str:
     return f"{name} ({'; '.join(details)})"
 
 
+@functools.cache
 def cpu() -> str:
-    """This machine's CPU (:func:`describe_cpu`)."""
+    """This machine's CPU (:func:`describe_cpu`; read once per process: trial workers
+    send it with every trial)."""
     try:
         text = CPUINFO.read_text()
     except OSError:

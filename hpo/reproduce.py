@@ -28,6 +28,7 @@ from hpo.settings import Settings
 from hpo.spec import StudySpec
 from hpo.trial_outputs import ATTR_GIT_COMMIT
 from hpo.trials import (
+    ATTR_CPU,
     ATTR_FAIL_REASON,
     ATTR_INTERRUPTED,
     ATTR_METRICS,
@@ -102,7 +103,7 @@ def reproduce_trial(
     result = Reproduction(spec.name, number, trial.state.name, seed, out)
     provenance = study.user_attrs.get(PROVENANCE_ATTR) or {}
     result.warnings.extend(_changed_code(trial, provenance))
-    result.warnings.extend(_changed_cpu(provenance))
+    result.warnings.extend(_changed_cpu(trial, provenance))
     result.warnings.extend(_changed_inputs(spec, settings, provenance))
     config = {
         "study": spec.name, "objective": spec.objective, "args": dict(spec.objective_args),
@@ -157,16 +158,22 @@ def _changed_code(trial: FrozenTrial, provenance: Mapping[str, Any]) -> list[str
     return [f"the code is at commit {now.commit}, the trial ran at {recorded}"]
 
 
-def _changed_cpu(provenance: Mapping[str, Any]) -> list[str]:
-    """A warning when this machine's CPU is none of those the study's sessions ran on
-    (their drivers': on a cluster, trials run on its nodes). Another CPU can dispatch to
-    other vector kernels, which round differently: a long training drifts apart."""
-    recorded = sorted({s["cpu"] for s in provenance.get("sessions", []) if s.get("cpu")})
+def _changed_cpu(trial: FrozenTrial, provenance: Mapping[str, Any]) -> list[str]:
+    """A warning when this machine's CPU is not the one the trial ran on (its attribute
+    ``cpu``; for trials recorded before hpo kept it, none of those the study's sessions,
+    their drivers', ran on). Another CPU can dispatch to other vector kernels, which round
+    differently: a long training drifts apart."""
     now = cpu()
+    if trial.user_attrs.get(ATTR_CPU):
+        ran_on = trial.user_attrs[ATTR_CPU]
+        where = f"trial {trial.number} ran on {ran_on}"
+        recorded = [ran_on]
+    else:
+        recorded = sorted({s["cpu"] for s in provenance.get("sessions", []) if s.get("cpu")})
+        where = f"the study ran on {' and '.join(recorded)}"
     if not recorded or now in recorded:
         return []
-    return [f"the study ran on {' and '.join(recorded)}, this machine is {now}: "
-            "floating-point results can differ"]
+    return [f"{where}, this machine is {now}: floating-point results can differ"]
 
 
 def _changed_inputs(

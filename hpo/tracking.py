@@ -37,7 +37,7 @@ from hpo.storage import PARENT_ATTR
 from hpo.summary import StudySummary, front_rows
 from hpo.tracking_writer import TrackingWriter
 from hpo.trial_outputs import MODEL_DIR, model_dir
-from hpo.trials import ATTR_RUN_ID, ATTR_SEED, Outcome
+from hpo.trials import ATTR_CPU, ATTR_NODE, ATTR_RUN_ID, ATTR_SEED, Outcome
 
 TAG_STUDY, TAG_ROLE, TAG_TRIAL = "hpo.study", "hpo.role", "hpo.trial"
 TAG_COMMIT, TAG_MODEL = "hpo.git_commit", "hpo.model"
@@ -289,6 +289,8 @@ class Tracker:
             tags.append(RunTag("hpo.reason", outcome.reason[:5000]))
         if outcome.stop is not None:
             tags.append(RunTag("hpo.stopped", outcome.stop.reason[:5000]))
+        tags += [RunTag(f"hpo.{attr}", outcome.attrs[attr])
+                 for attr in (ATTR_NODE, ATTR_CPU) if attr in outcome.attrs]  # fmt: skip
         final = [Metric(k, v, now, 0) for k, v in metrics.items()]
         chunks = self._chunks(self._pending.pop(outcome.number, []) + final) or [[]]
         status = "KILLED" if outcome.interrupted else _END_STATUS[outcome.state]

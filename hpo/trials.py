@@ -41,6 +41,8 @@ LAST = "hpo_last"
 ERROR = "hpo_error"
 NODE = "hpo_node"
 """Where the trial runs: ``hostname`` (local backend) or ``hostname:ray-node-id``."""
+CPU = "hpo_cpu"
+"""The CPU of the machine the trial runs on (:func:`hpo.provenance.cpu`)."""
 
 # Trial attributes hpo writes.
 ATTR_METRICS = "metrics"
@@ -57,6 +59,8 @@ ATTR_STEPS = "steps"
 """The last step the trial reported: the training it cost."""
 ATTR_NODE = "node"
 """The machine (and Ray node) that ran the trial, as sent in its results (:data:`NODE`)."""
+ATTR_CPU = "cpu"
+"""That machine's CPU (:data:`CPU`): what ``hpo reproduce`` compares with its own."""
 ATTR_RETRIED = "retried"
 """On a crashed trial whose configuration was enqueued again (``run.max_retries``): it does
 not count towards the budget, its retry does."""

@@ -33,6 +33,7 @@ from hpo.errors import ConfigError, RunError
 from hpo.execution import ray_client, ray_connection
 from hpo.execution.ray_backend import trial_resources
 from hpo.execution.ray_connection import check_address, ray_init_kwargs
+from hpo.provenance import cpu
 from hpo.spec import load_spec
 from tests.conftest import TESTS_DIR, RunHpo, hpo_env
 from tests.study_checks import mlflow_runs
@@ -122,6 +123,7 @@ def test_trials_run_on_both_nodes_with_their_gpu_share(
             (workdir / "storage" / "studies" / "gpu_probe" / "trials" / f"{trial.number:04d}"
              / "probe.json").read_text())
         assert trial.user_attrs["node"].endswith(":" + probe["node_id"])
+        assert trial.user_attrs["cpu"] == cpu()  # the two nodes share this machine's CPU
         assert probe["context_gpus"] == 0.25
         assert probe["ray_gpu_ids"] == ["0"]  # the one GPU of its node, shared by fractions
         assert probe["cuda_visible_devices"] == "0"
@@ -243,6 +245,7 @@ def test_local_backend_records_the_host(run_hpo: RunHpo, workdir: Path) -> None:
     study = optuna.load_study(study_name="curves",
                               storage=f"sqlite:///{workdir / 'storage' / 'optuna.db'}")
     assert study.trials[0].user_attrs["node"] == socket.gethostname()
+    assert study.trials[0].user_attrs["cpu"] == cpu()
 
 
 def _refusing(times: int, calls: list[str]) -> Callable[..., None]:

@@ -7,7 +7,9 @@ offline distill-squad study (real torch training on the CPU).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 from importlib import metadata
@@ -114,22 +116,50 @@ def test_reproduce_warns_when_the_commit_changed(curves: tuple[Path, list[str]])
     assert f"warning: the code is at commit {second}, the trial ran at {first}" in warnings
 
 
+def _set_trial_cpu(repo: Path, number: int, value: str | None) -> None:
+    """Rewrite (``None``: remove) a finished trial's recorded ``cpu``, as a trial run on
+    another machine (or before hpo recorded it) would have it; Optuna refuses to change a
+    finished trial, so straight in its SQLite file."""
+    db = sqlite3.connect(repo / "storage" / "optuna.db")
+    with contextlib.closing(db), db:
+        (trial_id,) = db.execute("SELECT trial_id FROM trials WHERE number = ?",
+                                 (number,)).fetchone()
+        db.execute("DELETE FROM trial_user_attributes WHERE trial_id = ? AND key = 'cpu'",
+                   (trial_id,))
+        if value is not None:
+            db.execute("INSERT INTO trial_user_attributes (trial_id, key, value_json) "
+                       "VALUES (?, 'cpu', ?)", (trial_id, json.dumps(value)))
+
+
 def test_reproduce_warns_on_another_cpu(curves: tuple[Path, list[str]]) -> None:
+    """The trial's own CPU decides (on a cluster, trials run on other machines than the
+    driver); for a trial recorded without one, the CPUs of the study's sessions."""
     repo, _ = curves
     study = study_in(repo, "curves")
     recorded = study.user_attrs["provenance"]
     assert {s["cpu"] for s in recorded["sessions"]} == {cpu()}
-    assert "warning: the study ran on" not in hpo(repo, "reproduce", "curves", "0").stdout
-    other = {**recorded, "sessions": [{**s, "cpu": "Imaginary CPU (avx2; 2 logical CPUs)"}
-                                      for s in recorded["sessions"]]}
-    study.set_user_attr("provenance", other)
-    try:
+    assert {t.user_attrs["cpu"] for t in study.trials} == {cpu()}
+    imaginary = "Imaginary CPU (avx2; 2 logical CPUs)"
+    differ = f"this machine is {cpu()}: floating-point results can differ"
+
+    def warnings() -> list[str]:
         result = hpo(repo, "reproduce", "curves", "0")
+        assert result.returncode == 0, result.stdout + result.stderr  # a warning only
+        return [line for line in result.stdout.splitlines() if "floating-point" in line]
+
+    assert warnings() == []
+    study.set_user_attr("provenance", {
+        **recorded, "sessions": [{**s, "cpu": imaginary} for s in recorded["sessions"]]})
+    try:
+        assert warnings() == []  # the drivers ran elsewhere, the trial here
+        _set_trial_cpu(repo, 0, None)
+        assert warnings() == [f"warning: the study ran on {imaginary}, {differ}"]
+        study.set_user_attr("provenance", recorded)
+        _set_trial_cpu(repo, 0, imaginary)
+        assert warnings() == [f"warning: trial 0 ran on {imaginary}, {differ}"]
     finally:
         study.set_user_attr("provenance", recorded)
-    assert result.returncode == 0, result.stdout + result.stderr  # a warning, not a failure
-    assert (f"warning: the study ran on Imaginary CPU (avx2; 2 logical CPUs), this machine "
-            f"is {cpu()}: floating-point results can differ") in result.stdout.splitlines()
+        _set_trial_cpu(repo, 0, cpu())
 
 
 def test_unknown_trial_or_study_exits_2(curves: tuple[Path, list[str]]) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hpo.provenance import cpu
 from tests.conftest import TESTS_DIR, RunHpo, hpo_env
 from tests.study_checks import counted, mlflow_runs
 
@@ -101,6 +103,11 @@ def test_curves_study_runs_tracks_and_resumes(workdir: Path, run_hpo: RunHpo) ->
         history = client.get_metric_history(complete.info.run_id, metric)
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, 21))
     assert complete.data.params["trial_number"] == complete.data.tags["hpo.trial"]
+    # where it ran: the trial's attributes, also as tags of its run
+    ran = study.trials[int(complete.data.tags["hpo.trial"])].user_attrs
+    assert ran["cpu"] == cpu() and ran["node"].startswith(socket.gethostname() + ":")
+    assert (complete.data.tags["hpo.cpu"], complete.data.tags["hpo.node"]) == (
+        ran["cpu"], ran["node"])
     assert "constraint.HasAns_exact" in complete.data.metrics
     hv = client.get_metric_history(parents[0].info.run_id, "hypervolume")
     assert max(m.step for m in hv) == 30

@@ -22,7 +22,9 @@ from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, Stop
 from hpo.summary import StudySummary
 from hpo.trials import (
+    ATTR_CPU,
     ATTR_NODE,
+    CPU,
     FINAL,
     LAST,
     NODE,
@@ -72,7 +74,7 @@ class StudySearcher(Searcher):
         self._live: dict[str, tuple[optuna.Trial, dict[str, Any]]] = {}
         self._stops: dict[str, Stop] = {}
         self._steps: dict[str, int] = {}
-        self._nodes: dict[str, str] = {}
+        self._where: dict[str, dict[str, str]] = {}
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
@@ -115,7 +117,7 @@ class StudySearcher(Searcher):
         """Pass an intermediate report on to the observers; True if the trial must stop."""
         if trial_id not in self._live:
             return False
-        self._record_node(trial_id, result)
+        self._record_where(trial_id, result)
         if STEP not in result or result.get(FINAL):
             return False
         number = self._live[trial_id][0].number
@@ -137,8 +139,8 @@ class StudySearcher(Searcher):
     ) -> None:
         if trial_id not in self._live:
             return
-        self._record_node(trial_id, result)
-        node = self._nodes.pop(trial_id, None)
+        self._record_where(trial_id, result)
+        where = self._where.pop(trial_id, {})
         trial, params = self._live.pop(trial_id)
         outcome = decide(
             self.spec, trial.number, params, result, crashed=error,
@@ -148,8 +150,7 @@ class StudySearcher(Searcher):
         if outcome.state == TrialState.COMPLETE:
             self.stopping.finish(trial.number)
         outcome.steps = self._steps.pop(trial_id, None)
-        if node is not None:
-            outcome.attrs[ATTR_NODE] = node
+        outcome.attrs.update(where)
         if self.attrs_at_end is not None:
             outcome.attrs.update(self.attrs_at_end(trial.number))
         tell(self.study, trial, outcome)
@@ -157,12 +158,14 @@ class StudySearcher(Searcher):
         for observer in self.observers:
             observer.trial_finished(outcome, summary)
 
-    def _record_node(self, trial_id: str, result: Mapping[str, Any] | None) -> None:
-        """Note where the trial runs, from the first result that says so (stored with its
-        outcome)."""
-        node = (result or {}).get(NODE)
-        if isinstance(node, str):
-            self._nodes.setdefault(trial_id, node)
+    def _record_where(self, trial_id: str, result: Mapping[str, Any] | None) -> None:
+        """Note where the trial runs (its node and CPU), from the first result that says
+        so (stored with its outcome)."""
+        result = result or {}
+        if trial_id not in self._where and isinstance(result.get(NODE), str):
+            self._where[trial_id] = {
+                attr: result[key] for key, attr in ((NODE, ATTR_NODE), (CPU, ATTR_CPU))
+                if isinstance(result.get(key), str)}  # fmt: skip
 
     def close_unfinished_if_any(self) -> None:
         """Tell every trial Ray did not report back as interrupted (driver stopping)."""

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from hpo.objectives import TrialContext, resolve_objective
-from hpo.trials import ERROR, FINAL, LAST, NODE, STEP
+from hpo.provenance import cpu
+from hpo.trials import CPU, ERROR, FINAL, LAST, NODE, STEP
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -56,8 +57,9 @@ class StopTrial(Exception):
 
 
 def from_node(send: Send, node: str) -> Send:
-    """``send`` with the node the trial runs on added to every result."""
-    return lambda result: send({**result, NODE: node})
+    """``send`` with where the trial runs (the node, its CPU) added to every result."""
+    where = {NODE: node, CPU: cpu()}
+    return lambda result: send({**result, **where})
 
 
 def run_trial(config: Mapping[str, Any]) -> None:
