@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -142,7 +141,8 @@ def _kept_model(settings: Settings, study_name: str, trial: FrozenTrial) -> Iter
                 raise LookupError("no run")
             from mlflow.tracking import MlflowClient
 
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # on stderr
+            import hpo.tracking  # noqa: F401  (MLflow as hpo configures it: no progress bars)
+
             client = MlflowClient(tracking_uri=settings.tracking_uri)
             downloaded = Path(client.download_artifacts(run_id, MODEL_DIR, tmp))
         except Exception as exc:  # MLflow raises its own, requests' and OS errors

@@ -55,6 +55,9 @@ for _noisy in ("alembic",):  # mlflow.store.db.utils: see hpo.tracking_writer
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 # With a tracking server MLflow prints "View run ... at: URL" for every run it ends.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# Artifact transfers (models logged, or downloaded for held-out metrics) draw progress bars
+# on stderr.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 class Tracker:
