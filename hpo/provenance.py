@@ -13,12 +13,14 @@ import functools
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -115,6 +117,67 @@ def cpu() -> str:
     except OSError:
         text = ""
     return describe_cpu(text, os.cpu_count())
+
+
+_GPU_LINE = re.compile(r"GPU (\d+): (.+) \(UUID: (GPU-[^)]+)\)")
+_MIG_LINE = re.compile(r"MIG (\S+)\s+Device\s+\d+: \(UUID: (MIG-[^)]+)\)")
+
+
+def visible_gpus(listing: str, visible: str | None, pci_order: bool) -> list[str]:
+    """The model of each device CUDA shows a process, from ``nvidia-smi -L``'s ``listing``
+    and the process's ``CUDA_VISIBLE_DEVICES`` (``visible``; None: every GPU), read as
+    CUDA reads it: indices or UUID prefixes, up to the first entry that names no device.
+    A MIG device is its GPU's model and profile. An index counts in nvidia-smi's (PCI bus)
+    order only under ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (``pci_order``); in CUDA's default
+    order, fastest first, an index on a machine of mixed models is "A or B"."""
+    gpus: dict[int, str] = {}  # nvidia-smi's index -> model
+    devices: list[tuple[str, str]] = []  # (model, UUID) of the GPUs and MIG devices
+    model = ""  # of the GPU listed last: a MIG device is listed under its GPU
+    for line in listing.splitlines():
+        if gpu := _GPU_LINE.fullmatch(line.strip()):
+            model = gpus[int(gpu[1])] = gpu[2]
+            devices.append((model, gpu[3]))
+        elif (mig := _MIG_LINE.fullmatch(line.strip())) and model:
+            devices.append((f"{model} MIG {mig[1]}", mig[2]))
+    if visible is None:
+        return list(gpus.values())
+    models = sorted(set(gpus.values()))
+    shown = []
+    for entry in (part.strip() for part in visible.split(",")):
+        if entry.isdigit() and int(entry) in gpus:
+            shown.append(gpus[int(entry)] if pci_order or len(models) == 1
+                         else " or ".join(models))  # fmt: skip
+            continue
+        named = [name for name, uuid in devices if entry[:4] in ("GPU-", "MIG-")
+                 and uuid.startswith(entry)]  # fmt: skip
+        if len(named) != 1:
+            break
+        shown.append(named[0])
+    return shown
+
+
+@functools.cache
+def _gpu_listing() -> str:
+    return _command(["nvidia-smi", "-L"]) or ""
+
+
+def trial_gpus(given: float) -> list[str]:
+    """The models of the GPUs a trial given ``given`` GPUs (its resources) can use: none
+    when it was given none (objectives then run on the CPU, as distill-squad's do, whatever
+    the machine has), else those CUDA shows its process (:func:`visible_gpus`: Ray's share
+    of the machine; none without ``nvidia-smi``). Trial workers send them with every
+    trial."""
+    listing = _gpu_listing() if given > 0 else ""
+    if not listing:
+        return []
+    order = os.environ.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID"
+    return visible_gpus(listing, os.environ.get("CUDA_VISIBLE_DEVICES"), order)
+
+
+def describe_gpus(models: Sequence[str]) -> str:
+    """GPU models in one line: "none", "NVIDIA H100 80GB HBM3", "2 x NVIDIA A100, ..."."""
+    counts = Counter(models)
+    return ", ".join(f"{n} x {model}" if n > 1 else model for model, n in counts.items()) or "none"
 
 
 def environment() -> dict[str, Any]:

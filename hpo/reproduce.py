@@ -23,13 +23,14 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.errors import ConfigError
 from hpo.execution._trainable import StopTrial, run_objective
 from hpo.objectives import resolve_objective
-from hpo.provenance import PROVENANCE_ATTR, UNKNOWN, cpu, git_state
+from hpo.provenance import PROVENANCE_ATTR, UNKNOWN, cpu, describe_gpus, git_state, trial_gpus
 from hpo.settings import Settings
 from hpo.spec import StudySpec
 from hpo.trial_outputs import ATTR_GIT_COMMIT
 from hpo.trials import (
     ATTR_CPU,
     ATTR_FAIL_REASON,
+    ATTR_GPUS,
     ATTR_INTERRUPTED,
     ATTR_METRICS,
     ATTR_SEED,
@@ -104,6 +105,7 @@ def reproduce_trial(
     provenance = study.user_attrs.get(PROVENANCE_ATTR) or {}
     result.warnings.extend(_changed_code(trial, provenance))
     result.warnings.extend(_changed_cpu(trial, provenance))
+    result.warnings.extend(_changed_gpus(trial, spec.resources.gpus))
     result.warnings.extend(_changed_inputs(spec, settings, provenance))
     config = {
         "study": spec.name, "objective": spec.objective, "args": dict(spec.objective_args),
@@ -174,6 +176,22 @@ def _changed_cpu(trial: FrozenTrial, provenance: Mapping[str, Any]) -> list[str]
     if not recorded or now in recorded:
         return []
     return [f"{where}, this machine is {now}: floating-point results can differ"]
+
+
+def _changed_gpus(trial: FrozenTrial, given: float) -> list[str]:
+    """A warning when the GPU models the reproduction, given ``given`` GPUs as the trial
+    was, can use here are not those the trial could (its attribute ``gpus``; trials
+    recorded before hpo kept it are not compared): another model runs other kernels, and a
+    GPU where the trial had none, or the reverse, moves the training to another device."""
+    if not isinstance(trial.user_attrs.get(ATTR_GPUS), list):
+        return []
+    ran, now = trial.user_attrs[ATTR_GPUS], trial_gpus(given)
+    if set(ran) == set(now):
+        return []
+    ran_on = f"ran on {describe_gpus(ran)}" if ran else "ran without a GPU"
+    here = f"has {describe_gpus(now)}" if now else "has no GPU"
+    return [f"trial {trial.number} {ran_on}, this machine {here}: "
+            "floating-point results can differ"]
 
 
 def _changed_inputs(

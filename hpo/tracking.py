@@ -30,14 +30,14 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from hpo.locking import study_lock
-from hpo.provenance import CONFIG_FILE, UNKNOWN, GitState, trial_config
+from hpo.provenance import CONFIG_FILE, UNKNOWN, GitState, describe_gpus, trial_config
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
 from hpo.storage import PARENT_ATTR
 from hpo.summary import StudySummary, front_rows
 from hpo.tracking_writer import TrackingWriter
 from hpo.trial_outputs import MODEL_DIR, model_dir
-from hpo.trials import ATTR_CPU, ATTR_NODE, ATTR_RUN_ID, ATTR_SEED, Outcome
+from hpo.trials import ATTR_GPUS, ATTR_RUN_ID, ATTR_SEED, WHERE, Outcome
 
 TAG_STUDY, TAG_ROLE, TAG_TRIAL = "hpo.study", "hpo.role", "hpo.trial"
 TAG_COMMIT, TAG_MODEL = "hpo.git_commit", "hpo.model"
@@ -292,8 +292,10 @@ class Tracker:
             tags.append(RunTag("hpo.reason", outcome.reason[:5000]))
         if outcome.stop is not None:
             tags.append(RunTag("hpo.stopped", outcome.stop.reason[:5000]))
-        tags += [RunTag(f"hpo.{attr}", outcome.attrs[attr])
-                 for attr in (ATTR_NODE, ATTR_CPU) if attr in outcome.attrs]  # fmt: skip
+        where = {attr: outcome.attrs[attr] for attr in WHERE.values() if attr in outcome.attrs}
+        if ATTR_GPUS in where:
+            where[ATTR_GPUS] = describe_gpus(where[ATTR_GPUS])
+        tags += [RunTag(f"hpo.{attr}", value) for attr, value in where.items()]
         final = [Metric(k, v, now, 0) for k, v in metrics.items()]
         chunks = self._chunks(self._pending.pop(outcome.number, []) + final) or [[]]
         status = "KILLED" if outcome.interrupted else _END_STATUS[outcome.state]

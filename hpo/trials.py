@@ -43,6 +43,8 @@ NODE = "hpo_node"
 """Where the trial runs: ``hostname`` (local backend) or ``hostname:ray-node-id``."""
 CPU = "hpo_cpu"
 """The CPU of the machine the trial runs on (:func:`hpo.provenance.cpu`)."""
+GPUS = "hpo_gpus"
+"""The models of the GPUs the trial was given (:func:`hpo.provenance.trial_gpus`)."""
 
 # Trial attributes hpo writes.
 ATTR_METRICS = "metrics"
@@ -61,6 +63,10 @@ ATTR_NODE = "node"
 """The machine (and Ray node) that ran the trial, as sent in its results (:data:`NODE`)."""
 ATTR_CPU = "cpu"
 """That machine's CPU (:data:`CPU`): what ``hpo reproduce`` compares with its own."""
+ATTR_GPUS = "gpus"
+"""The GPU models the trial could use (:data:`GPUS`; ``[]``: none), compared likewise."""
+WHERE = {NODE: ATTR_NODE, CPU: ATTR_CPU, GPUS: ATTR_GPUS}
+"""Where a trial ran: the result keys its worker sends -> the trial attributes they become."""
 ATTR_RETRIED = "retried"
 """On a crashed trial whose configuration was enqueued again (``run.max_retries``): it does
 not count towards the budget, its retry does."""

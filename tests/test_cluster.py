@@ -248,6 +248,53 @@ def test_local_backend_records_the_host(run_hpo: RunHpo, workdir: Path) -> None:
     assert study.trials[0].user_attrs["cpu"] == cpu()
 
 
+def test_a_trial_records_the_gpus_it_was_given(
+    run_hpo: RunHpo, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a machine with GPUs (here an ``nvidia-smi`` that lists two models), a trial given
+    a GPU records the model CUDA shows it, a trial given none records none (its objective
+    runs on the CPU), and ``hpo reproduce`` warns where the GPUs it would use differ."""
+    from tests.test_core_units import NVIDIA_SMI_L
+
+    bin_dir = workdir / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\n[ \"$1\" = -L ] || exit 9\ncat <<'EOF'\n{NVIDIA_SMI_L}EOF\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-b2f0")  # as Ray or a scheduler sets it
+    a100 = "NVIDIA A100-SXM4-40GB"
+    for name, given in (("on-gpu", "1"), ("on-cpu", "0")):
+        result = run_hpo("study", "curves", "--study-name", name, "--trials", "1", "--backend",
+                         "local", "--no-progress", "--no-preflight",  # torch has no CUDA here
+                         "--set", "objective.args.steps=2", "--set", f"run.resources.gpus={given}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    storage = f"sqlite:///{workdir / 'storage' / 'optuna.db'}"
+    ran = {name: optuna.load_study(study_name=name, storage=storage).trials[0].user_attrs
+           for name in ("on-gpu", "on-cpu")}  # fmt: skip
+    assert (ran["on-gpu"]["gpus"], ran["on-cpu"]["gpus"]) == ([a100], [])
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'storage' / 'mlflow.db'}")
+    tags = {name: [run.data.tags["hpo.gpus"] for run in mlflow_runs(client, name)[1]]
+            for name in ("on-gpu", "on-cpu")}  # fmt: skip
+    assert tags == {"on-gpu": [a100], "on-cpu": ["none"]}
+
+    def gpu_warnings(name: str) -> list[str]:
+        result = run_hpo("reproduce", name, "0")
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [line for line in result.stdout.splitlines() if "this machine has" in line]
+
+    assert gpu_warnings("on-gpu") == gpu_warnings("on-cpu") == []  # the same GPU here
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # CUDA's default order: H100 or A100
+    (warning,) = gpu_warnings("on-gpu")
+    assert warning == (f"warning: trial 0 ran on {a100}, this machine has {a100} or NVIDIA "
+                       "H100 80GB HBM3: floating-point results can differ")
+    monkeypatch.setenv("PATH", os.environ["PATH"].split(os.pathsep, 1)[1])  # no nvidia-smi
+    (warning,) = gpu_warnings("on-gpu")
+    assert warning == (f"warning: trial 0 ran on {a100}, this machine has no GPU: "
+                       "floating-point results can differ")
+    assert gpu_warnings("on-cpu") == []
+
+
 def _refusing(times: int, calls: list[str]) -> Callable[..., None]:
     """A ``ray.init`` whose first ``times`` sessions the cluster fails to start."""
 

@@ -187,3 +187,32 @@ def test_the_recorded_cpu_tells_generations_and_vector_widths_apart() -> None:
     assert zen3 == "AMD EPYC (family 25, model 1; avx2; 2 logical CPUs)"
     assert describe_cpu(cpuinfo("26", "2", "avx avx2 avx512f avx512bw"), 4) != zen5
     assert describe_cpu("", None).endswith("(? logical CPUs)")  # no /proc/cpuinfo
+
+
+NVIDIA_SMI_L = """GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5d4c7a1e-0000-1111-2222-333344445555)
+GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-b2f0e1aa-0000-1111-2222-333344445555)
+  MIG 3g.20gb     Device  0: (UUID: MIG-9e8d7c6b-0000-1111-2222-333344445555)
+GPU 2: NVIDIA H100 80GB HBM3 (UUID: GPU-c3a1b2c3-0000-1111-2222-333344445555)
+"""
+
+
+def test_the_recorded_gpus_are_those_cuda_shows_the_trial() -> None:
+    """CUDA_VISIBLE_DEVICES read as CUDA reads it (indices, UUID prefixes, up to the first
+    entry that names no device); an index names a model for sure only in PCI bus order or
+    on a machine of one model."""
+    from hpo.provenance import describe_gpus, visible_gpus
+
+    h100, a100 = "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB"
+    either = f"{a100} or {h100}"  # CUDA's default order puts the fastest first
+    assert visible_gpus(NVIDIA_SMI_L, None, False) == [h100, a100, h100]  # not set: all
+    assert visible_gpus(NVIDIA_SMI_L, "1", True) == [a100]
+    assert visible_gpus(NVIDIA_SMI_L, "1,0", False) == [either, either]
+    assert visible_gpus(NVIDIA_SMI_L, "GPU-b2f0, GPU-5d4c", False) == [a100, h100]
+    assert visible_gpus(NVIDIA_SMI_L, "MIG-9e8d", False) == [f"{a100} MIG 3g.20gb"]
+    for none in ("", "-1", "7", "GPU-", "GPU-ffff", "NoDevFiles"):
+        assert visible_gpus(NVIDIA_SMI_L, none, True) == [], none
+    assert visible_gpus(NVIDIA_SMI_L, "2,7,0", True) == [h100]  # CUDA stops at 7
+    one_model = NVIDIA_SMI_L.replace(a100, h100)
+    assert visible_gpus(one_model, "1", False) == [h100]
+    assert describe_gpus([h100, h100, a100]) == f"2 x {h100}, {a100}"
+    assert describe_gpus([]) == "none"

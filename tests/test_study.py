@@ -108,6 +108,7 @@ def test_curves_study_runs_tracks_and_resumes(workdir: Path, run_hpo: RunHpo) ->
     assert ran["cpu"] == cpu() and ran["node"].startswith(socket.gethostname() + ":")
     assert (complete.data.tags["hpo.cpu"], complete.data.tags["hpo.node"]) == (
         ran["cpu"], ran["node"])
+    assert (ran["gpus"], complete.data.tags["hpo.gpus"]) == ([], "none")  # no GPU given
     assert "constraint.HasAns_exact" in complete.data.metrics
     hv = client.get_metric_history(parents[0].info.run_id, "hypervolume")
     assert max(m.step for m in hv) == 30

@@ -22,13 +22,11 @@ from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, Stop
 from hpo.summary import StudySummary
 from hpo.trials import (
-    ATTR_CPU,
-    ATTR_NODE,
-    CPU,
     FINAL,
     LAST,
     NODE,
     STEP,
+    WHERE,
     Outcome,
     ask,
     budget_taken,
@@ -74,7 +72,7 @@ class StudySearcher(Searcher):
         self._live: dict[str, tuple[optuna.Trial, dict[str, Any]]] = {}
         self._stops: dict[str, Stop] = {}
         self._steps: dict[str, int] = {}
-        self._where: dict[str, dict[str, str]] = {}
+        self._where: dict[str, dict[str, Any]] = {}
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
@@ -159,13 +157,12 @@ class StudySearcher(Searcher):
             observer.trial_finished(outcome, summary)
 
     def _record_where(self, trial_id: str, result: Mapping[str, Any] | None) -> None:
-        """Note where the trial runs (its node and CPU), from the first result that says
-        so (stored with its outcome)."""
+        """Note where the trial runs (:data:`hpo.trials.WHERE`), from the first result that
+        says so (stored with its outcome)."""
         result = result or {}
         if trial_id not in self._where and isinstance(result.get(NODE), str):
-            self._where[trial_id] = {
-                attr: result[key] for key, attr in ((NODE, ATTR_NODE), (CPU, ATTR_CPU))
-                if isinstance(result.get(key), str)}  # fmt: skip
+            self._where[trial_id] = {attr: result[key] for key, attr in WHERE.items()
+                                     if key in result}  # fmt: skip
 
     def close_unfinished_if_any(self) -> None:
         """Tell every trial Ray did not report back as interrupted (driver stopping)."""

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from hpo.objectives import TrialContext, resolve_objective
-from hpo.provenance import cpu
-from hpo.trials import CPU, ERROR, FINAL, LAST, NODE, STEP
+from hpo.provenance import cpu, trial_gpus
+from hpo.trials import CPU, ERROR, FINAL, GPUS, LAST, NODE, STEP
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -56,9 +56,10 @@ class StopTrial(Exception):
     """Raised by ``send`` to stop a trial run in the driver (the local backend)."""
 
 
-def from_node(send: Send, node: str) -> Send:
-    """``send`` with where the trial runs (the node, its CPU) added to every result."""
-    where = {NODE: node, CPU: cpu()}
+def from_node(send: Send, node: str, config: Mapping[str, Any]) -> Send:
+    """``send`` with where the trial of ``config`` runs (the node, its CPU, the GPUs it
+    can use) added to every result."""
+    where = {NODE: node, CPU: cpu(), GPUS: trial_gpus(config["gpus"])}
     return lambda result: send({**result, **where})
 
 
@@ -68,4 +69,4 @@ def run_trial(config: Mapping[str, Any]) -> None:
     from ray import tune
 
     node = f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()}"
-    run_objective(config, from_node(tune.report, node))
+    run_objective(config, from_node(tune.report, node, config))
