@@ -10,12 +10,17 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.pareto import hypervolume, is_feasible, pareto_front
+from hpo.provenance import UNKNOWN, describe_gpus
 from hpo.spec import Goal
 from hpo.trials import (
+    ATTR_CPU,
+    ATTR_GPUS,
     ATTR_INTERRUPTED,
     ATTR_METRICS,
+    ATTR_NODE,
     ATTR_RUN_ID,
     ATTR_STOPPED,
+    FINISHED,
     counts_towards_budget,
 )
 
@@ -84,6 +89,23 @@ class StudySummary:
             "hypervolume": self.hypervolume,
             "stopped_early": dict(self.stops),
         }
+
+
+def machines(trials: Sequence[FrozenTrial]) -> list[dict[str, Any]]:
+    """Finished trials by the machine they ran on, most first: host, CPU and the GPU
+    models they were given, as their workers recorded them (unknown for trials recorded
+    before hpo kept it)."""
+    counts = Counter(
+        (str(t.user_attrs[ATTR_NODE]).split(":")[0], t.user_attrs.get(ATTR_CPU, UNKNOWN),
+         describe_gpus(t.user_attrs[ATTR_GPUS]) if ATTR_GPUS in t.user_attrs else UNKNOWN)
+        for t in trials if t.state in FINISHED and ATTR_NODE in t.user_attrs)  # fmt: skip
+    return [{"host": host, "cpu": cpu, "gpus": gpus, "trials": n}
+            for (host, cpu, gpus), n in counts.most_common()]  # fmt: skip
+
+
+def machine_line(machine: Mapping[str, Any]) -> str:
+    """One of :func:`machines` in words."""
+    return f"{machine['host']}: {machine['cpu']}; GPUs: {machine['gpus']}"
 
 
 def front_rows(

@@ -277,6 +277,9 @@ def test_a_trial_records_the_gpus_it_was_given(
     tags = {name: [run.data.tags["hpo.gpus"] for run in mlflow_runs(client, name)[1]]
             for name in ("on-gpu", "on-cpu")}  # fmt: skip
     assert tags == {"on-gpu": [a100], "on-cpu": ["none"]}
+    status = run_hpo("status", "on-gpu").stdout
+    assert f"ran on, by machine:\n      1  {socket.gethostname()}: {cpu()}; GPUs: {a100}\n" \
+        in status  # fmt: skip
 
     def gpu_warnings(name: str) -> list[str]:
         result = run_hpo("reproduce", name, "0")

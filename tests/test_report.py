@@ -101,6 +101,9 @@ def test_card_records_the_study_and_keeps_conclusions(finished: tuple[Path, str]
         assert f"- {n} x {reason}" in problems
     assert "is not divisible by" in problems  # the failed trials' error
     assert "- `steps`: 6" in card  # the model: objective arguments
+    (machine,) = counts["ran_on"]  # what `hpo status` says: where every trial ran
+    assert (f"## Where the trials ran\n\n- {machine['trials']} trials on {machine['host']}: "
+            f"{machine['cpu']}; GPUs: none\n") in card
     edited = card.replace("_Not written yet._", "Layers matter more than heads.\n\n- a list")
     path.write_text(edited)
     assert hpo(cwd, "card", "curves").returncode == 0

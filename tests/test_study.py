@@ -131,8 +131,10 @@ def test_curves_study_runs_tracks_and_resumes(workdir: Path, run_hpo: RunHpo) ->
     parents, children = _runs(workdir, "curves")
     assert len(parents) == 1 and len(children) == 30
 
-    status = run_hpo("status", "curves", "--json")
-    assert json.loads(status.stdout)["finished"] == 30
+    status = json.loads(run_hpo("status", "curves", "--json").stdout)
+    assert status["finished"] == 30
+    assert status["ran_on"] == [
+        {"host": socket.gethostname(), "cpu": cpu(), "gpus": "none", "trials": 30}]
     table = run_hpo("pareto", "curves")
     assert table.returncode == 0 and "exact" in table.stdout and "num_params" in table.stdout
     csv = run_hpo("pareto", "curves", "--format", "csv")

@@ -1,4 +1,5 @@
-"""``hpo status NAME``: trial counts, feasibility, Pareto size, hypervolume."""
+"""``hpo status NAME``: trial counts, feasibility, Pareto size, hypervolume, early stops
+by reason, and the machines the trials ran on."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from hpo.api import load
     from hpo.held_out import recorded
-    from hpo.summary import StudySummary
+    from hpo.summary import StudySummary, machine_line, machines
 
     study, spec = load(args.study, storage=args.storage)
     summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
     data = {"study": args.study, "budget": spec.trials, **summary.as_dict()}
+    data["ran_on"] = machines(study.get_trials(deepcopy=False))
     held_out = recorded(study)
     if held_out is not None:  # hpo pareto --held-out measured the front
         data["hypervolume_held_out"] = held_out.hypervolume
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        stops = data.pop("stopped_early")
+        stops, ran_on = data.pop("stopped_early"), data.pop("ran_on")
         width = max(map(len, data))
         for key, value in data.items():
             print(f"{key:<{width}}  {_text(value)}")
@@ -42,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
             print("stopped early, by reason:")
             for reason, count in stops.items():
                 print(f"  {count:>5}  {reason}")
+        if ran_on:
+            print("ran on, by machine:")
+            for row in ran_on:
+                print(f"  {row['trials']:>5}  {machine_line(row)}")
     return 0
 
 

@@ -25,6 +25,9 @@ class TrialContext:
     """Seed of this trial, derived from the study seed and the trial number."""
     cpus: float
     gpus: float
+    """The trial's share of GPUs (``run.resources.gpus``). With 0, run on the CPU: Ray
+    (2.60) leaves the machine's GPUs visible to a trial given none, without counting its
+    use of them, and hpo records such a trial as having run on none."""
     output_dir: Path
     """A directory owned by this trial (``<study_dir>/trials/NNNN``); created before
     :meth:`Objective.run` is called. hpo writes the trial's resolved configuration there

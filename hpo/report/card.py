@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from hpo.report._data import ATTR_COMMANDS, ATTR_HYPOTHESIS, StudyData
 from hpo.settings import Settings, redact
+from hpo.summary import machine_line, machines
 from hpo.trials import ATTR_FAIL_REASON, ATTR_INTERRUPTED
 
 CARD_FILE = "CARD.md"
@@ -64,6 +65,7 @@ def render(data: StudyData, conclusions_text: str) -> str:
         f"{CONCLUSIONS}\n{conclusions_text}",
         _section("Results: Pareto front", _results(data)),
         _section("Commands that ran the study", _commands(data)),
+        _section("Where the trials ran", _machines(data)),
         _section("Problems met", _problems(data)),
         _section("Model", f"Objective `{spec.objective}` with arguments:\n\n"
                  + _bullets(dict(spec.objective_args))),
@@ -149,6 +151,11 @@ def _commands(data: StudyData) -> str:
         lines.append(f"# {where}\n{redact(str(entry.get('command')))}" if where
                      else redact(str(entry.get("command"))))
     return "```bash\n" + "\n".join(lines) + "\n```"
+
+
+def _machines(data: StudyData) -> str:
+    lines = [f"- {row['trials']} trials on {machine_line(row)}" for row in machines(data.trials)]
+    return "\n".join(lines) or "_Not recorded (the study ran before hpo recorded it)._"
 
 
 def _problems(data: StudyData) -> str:
