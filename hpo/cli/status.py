@@ -24,9 +24,10 @@ def run(args: argparse.Namespace) -> int:
     from hpo.summary import StudySummary, machine_line, machines
 
     study, spec = load(args.study, storage=args.storage)
-    summary = StudySummary.of(study.get_trials(deepcopy=False), spec.goals)
+    trials = study.get_trials(deepcopy=False)
+    summary = StudySummary.of(trials, spec.goals)
     data = {"study": args.study, "budget": spec.trials, **summary.as_dict()}
-    data["ran_on"] = machines(study.get_trials(deepcopy=False))
+    data["ran_on"] = machines(trials)
     held_out = recorded(study)
     if held_out is not None:  # hpo pareto --held-out measured the front
         data["hypervolume_held_out"] = held_out.hypervolume

@@ -154,7 +154,8 @@ def _commands(data: StudyData) -> str:
 
 
 def _machines(data: StudyData) -> str:
-    lines = [f"- {row['trials']} trials on {machine_line(row)}" for row in machines(data.trials)]
+    lines = [f"- {row['trials']} trial{'s' * (row['trials'] != 1)} on {machine_line(row)}"
+             for row in machines(data.trials)]  # fmt: skip
     return "\n".join(lines) or "_Not recorded (the study ran before hpo recorded it)._"
 
 
