@@ -167,8 +167,7 @@ def trial_gpus(given: float) -> list[str]:
     the machine has), else those CUDA shows its process (:func:`visible_gpus`: Ray's share
     of the machine; none without ``nvidia-smi``). Trial workers send them with every
     trial."""
-    listing = _gpu_listing() if given > 0 else ""
-    if not listing:
+    if given <= 0 or not (listing := _gpu_listing()):
         return []
     order = os.environ.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID"
     return visible_gpus(listing, os.environ.get("CUDA_VISIBLE_DEVICES"), order)

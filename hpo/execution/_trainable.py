@@ -56,10 +56,10 @@ class StopTrial(Exception):
     """Raised by ``send`` to stop a trial run in the driver (the local backend)."""
 
 
-def from_node(send: Send, node: str, config: Mapping[str, Any]) -> Send:
-    """``send`` with where the trial of ``config`` runs (the node, its CPU, the GPUs it
-    can use) added to every result."""
-    where = {NODE: node, CPU: cpu(), GPUS: trial_gpus(config["gpus"])}
+def from_node(send: Send, node: str, gpus: float) -> Send:
+    """``send`` with where the trial runs (the node, its CPU, the models of the ``gpus``
+    GPUs it was given) added to every result."""
+    where = {NODE: node, CPU: cpu(), GPUS: trial_gpus(gpus)}
     return lambda result: send({**result, **where})
 
 
@@ -69,4 +69,4 @@ def run_trial(config: Mapping[str, Any]) -> None:
     from ray import tune
 
     node = f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()}"
-    run_objective(config, from_node(tune.report, node, config))
+    run_objective(config, from_node(tune.report, node, config["gpus"]))

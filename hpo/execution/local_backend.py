@@ -42,5 +42,5 @@ def _run(searcher: StudySearcher, trial_id: str, config: dict[str, Any]) -> dict
             raise StopTrial
 
     with contextlib.suppress(StopTrial):
-        run_objective(config, from_node(send, socket.gethostname(), config))
+        run_objective(config, from_node(send, socket.gethostname(), config["gpus"]))
     return last
