@@ -56,7 +56,9 @@ def _free_port() -> int:
 
 
 def _ray_start(*args: str, temp_dir: str, groups: list[int]) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS")}
+    # started by hand: without the GPU isolation hpo gives the Ray it starts
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "RAY_ADDRESS", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO")}
     process = subprocess.Popen(
         [RAY, "start", "--num-cpus", "1", "--num-gpus", "1", "--temp-dir", temp_dir,
          "--disable-usage-stats", *args],
@@ -177,6 +179,22 @@ def test_ctrl_c_reaches_the_driver_on_the_cluster(cluster: Cluster, workdir: Pat
     assert [r.info.status for r in parents] == ["KILLED"]
     assert children and all(r.info.status != "RUNNING" for r in children)
 
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_a_trial_given_no_gpu_sees_none_on_a_ray_started_here(
+    run_hpo: RunHpo, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray 2.60 leaves a task given no GPU the GPUs its node's processes see; on the Ray
+    hpo starts, a trial given none sees none, as its objective is told (``gpus == 0``)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # the driver's machine shows a GPU
+    result = run_hpo("study", str(TESTS_DIR / "support" / "gpu_probe.yaml"), "--no-progress",
+                     "--trials", "2", "--gpus", "0", "--set", "objective.args.sleep=0.1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = workdir / "storage" / "studies" / "gpu_probe" / "trials"
+    probes = [json.loads((trials / f"{n:04d}" / "probe.json").read_text()) for n in (0, 1)]
+    assert [(p["cuda_visible_devices"], p["ray_gpu_ids"], p["context_gpus"]) for p in probes] \
+        == [("", [], 0.0)] * 2  # fmt: skip
 
 def test_fractional_gpus_reach_ray_unchanged() -> None:
     spec = load_spec(str(TESTS_DIR / "support" / "gpu_probe.yaml"),

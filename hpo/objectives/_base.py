@@ -25,9 +25,11 @@ class TrialContext:
     """Seed of this trial, derived from the study seed and the trial number."""
     cpus: float
     gpus: float
-    """The trial's share of GPUs (``run.resources.gpus``). With 0, run on the CPU: Ray
-    (2.60) leaves the machine's GPUs visible to a trial given none, without counting its
-    use of them, and hpo records such a trial as having run on none."""
+    """The trial's share of GPUs (``run.resources.gpus``). With 0, run on the CPU: hpo
+    records such a trial as having run on none. On the Ray hpo starts it also sees none
+    (``CUDA_VISIBLE_DEVICES`` empty); on a cluster only where its nodes were started with
+    ``RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1`` (Ray 2.60 otherwise leaves it the node's GPUs,
+    its use of them uncounted), and with the local backend it sees what the driver sees."""
     output_dir: Path
     """A directory owned by this trial (``<study_dir>/trials/NNNN``); created before
     :meth:`Objective.run` is called. hpo writes the trial's resolved configuration there
