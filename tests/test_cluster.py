@@ -196,6 +196,7 @@ def test_a_trial_given_no_gpu_sees_none_on_a_ray_started_here(
     assert [(p["cuda_visible_devices"], p["ray_gpu_ids"], p["context_gpus"]) for p in probes] \
         == [("", [], 0.0)] * 2  # fmt: skip
 
+
 def test_fractional_gpus_reach_ray_unchanged() -> None:
     spec = load_spec(str(TESTS_DIR / "support" / "gpu_probe.yaml"),
                      [("run.resources.gpus", 0.25), ("run.resources.cpus", 0.5)])
