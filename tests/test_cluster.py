@@ -58,7 +58,7 @@ def _free_port() -> int:
 def _ray_start(*args: str, temp_dir: str, groups: list[int]) -> None:
     # started by hand: without the GPU isolation hpo gives the Ray it starts
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "RAY_ADDRESS", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO")}
+           if k not in ("PYTHONPATH", "RAY_ADDRESS", ray_connection.ZERO_GPUS_SEE_NONE)}
     process = subprocess.Popen(
         [RAY, "start", "--num-cpus", "1", "--num-gpus", "1", "--temp-dir", temp_dir,
          "--disable-usage-stats", *args],

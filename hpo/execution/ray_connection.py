@@ -35,12 +35,12 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # What Ray Tune gives each trial actor (ray-project/ray#28197); see ``started_here``.
 os.environ.setdefault("PL_DISABLE_FORK", "1")
-# A trial given no GPU sees none (CUDA_VISIBLE_DEVICES and its kin set empty), as its
-# objective is told (``TrialContext.gpus == 0``). Ray 2.60 leaves such a worker the GPUs
-# its node sees (ray-project/ray#62492), where its use of them would go uncounted beside
-# the trials given fractions of them. A cluster's nodes need it in ``ray start``'s
-# environment.
-os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
+ZERO_GPUS_SEE_NONE = "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"
+"""With 1, a trial given no GPU sees none (CUDA_VISIBLE_DEVICES and its kin set empty), as
+its objective is told (``TrialContext.gpus == 0``). Ray 2.60 leaves such a worker the GPUs
+its node sees (ray-project/ray#62492), where its use of them would go uncounted beside the
+trials given fractions of them. A cluster's nodes need it in ``ray start``'s environment."""
+os.environ.setdefault(ZERO_GPUS_SEE_NONE, "1")
 
 
 def check_address(address: str | None, env: Mapping[str, str] = os.environ) -> None:
