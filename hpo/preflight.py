@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from hpo.errors import ConfigError
 from hpo.objectives import Objective, resolve_objective
+from hpo.samplers import SAMPLER_MODULES
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
 
@@ -118,10 +119,14 @@ def check_imports(ctx: _Context) -> Outcome:
     choices = {
         p.name: tuple(getattr(p.distribution, "choices", ())) for p in ctx.spec.parameters
     }
-    modules = list(ctx.objective.required_modules(choices))
+    needed_by = dict.fromkeys(ctx.objective.required_modules(choices),
+                              f"objective {ctx.spec.objective!r}")
+    for name in SAMPLER_MODULES.get(ctx.spec.sampler, ()):
+        needed_by.setdefault(name, f"sampler {ctx.spec.sampler!r}")
+    modules = list(needed_by)
     problems = [
-        f"module {name!r} is not installed (objective {ctx.spec.objective!r} needs it)"
-        for name in modules
+        f"module {name!r} is not installed ({who} needs it)"
+        for name, who in needed_by.items()
         if not _findable(name)
     ]
     if ctx.full and not problems and modules:

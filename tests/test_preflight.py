@@ -12,7 +12,7 @@ import pytest
 
 from hpo import preflight as preflight_module
 from hpo.api import preflight
-from tests.conftest import RunHpo
+from tests.conftest import RunHpo, hpo_env
 
 
 def _closed_port() -> int:
@@ -136,3 +136,30 @@ def test_disk_space_thresholds(workdir: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(preflight_module, "DISK_FAIL_BYTES", 2**61)
     [problem] = preflight("curves", full=False).problems
     assert problem.startswith("disk: ") and "at least" in problem
+
+
+_WITHOUT_TORCH = """
+import sys
+
+class NoTorch:  # as if torch were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, NoTorch())
+from hpo.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sampler", ["gp", "gp-tpe"])
+def test_a_gp_sampler_without_torch_fails_preflight(sampler: str, workdir: Path) -> None:
+    """Refused at the start, not at the first GP suggestion after the start-up trials."""
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCH, "study", "bnh", "--backend", "local",
+         "--trials", "12", "--set", f"run.sampler={sampler}"],
+        cwd=workdir, env=hpo_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    [problem] = _problems(done.stderr)
+    assert problem == f"imports: module 'torch' is not installed (sampler {sampler!r} needs it)"
+    assert _contents(workdir) == set()

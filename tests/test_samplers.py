@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -70,3 +71,32 @@ def test_single_objective_tpe_is_optuna_s_own() -> None:
     # Multi-objective TPE ranks stopped trials itself (hpo.samplers._pruned).
     assert type(create_sampler(single_objective_bnh())) is optuna.samplers.TPESampler
     assert type(create_sampler(load_spec("bnh"))).__name__ == "PrunedAwareTPESampler"
+
+
+def test_gp_tpe_gives_gp_every_other_turn_after_start_up() -> None:
+    spec = dataclasses.replace(load_spec("bnh"), sampler="gp-tpe", seed=1)
+    sampler = create_sampler(spec)
+    proposed_by: dict[int, str] = {}
+
+    def record(name: str, inner: optuna.samplers.BaseSampler) -> None:
+        sample_relative = inner.sample_relative
+
+        def recording(study: Any, trial: Any, space: Any) -> dict[str, Any]:
+            proposed_by[trial.number] = name
+            return sample_relative(study, trial, space)
+
+        inner.sample_relative = recording  # type: ignore[method-assign]
+
+    record("gp", sampler._gp)  # type: ignore[attr-defined]
+    record("tpe", sampler._tpe)  # type: ignore[attr-defined]
+    study = optuna.create_study(directions=spec.directions, sampler=sampler)
+    for _ in range(15):
+        trial, params = ask(study, spec)
+        x, y = params["x"], params["y"]
+        trial.set_constraint("0", (x - 5) ** 2 + y**2 - 25)
+        trial.set_constraint("1", 7.7 - (x - 8) ** 2 - (y + 3) ** 2)
+        study.tell(trial, [4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2])
+    # 10 random start-up trials (TPE's), then GP and TPE by turns
+    assert [n for n, name in sorted(proposed_by.items()) if name == "gp"] == [10, 12, 14]
+    assert [n for n, name in sorted(proposed_by.items()) if name == "tpe"][-2:] == [11, 13]
+    assert len({tuple(t.params.values()) for t in study.trials}) == 15

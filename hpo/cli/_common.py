@@ -29,7 +29,7 @@ def add_spec_options(parser: argparse.ArgumentParser) -> None:
         help="search_spaces/NAME.yaml here, a bundled study, or a file path",
     )
     parser.add_argument("--trials", type=int, help="total finished trials to reach")
-    parser.add_argument("--sampler", help="auto, tpe, gp, nsga2 or random")
+    parser.add_argument("--sampler", help="auto, tpe, gp, gp-tpe, nsga2 or random")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--concurrency", type=int, help="trials running at once")
     parser.add_argument("--cpus", type=float, help="CPUs per trial")
