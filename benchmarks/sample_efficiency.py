@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import statistics
@@ -64,11 +65,18 @@ from hpo.spec import StudySpec, build_spec, load_spec  # noqa: E402
 from hpo.trials import ask, trial_seed  # noqa: E402
 
 Points = npt.NDArray[np.float64]
+
+
+def _hpo_sampler(spec: StudySpec, seed: int, name: str) -> optuna.samplers.BaseSampler:
+    from hpo.samplers import create_sampler
+
+    return create_sampler(dataclasses.replace(spec, seed=seed, sampler=name))
+
+
 HPO_SAMPLERS = {"hpo": "auto", "hpo-gp-tpe": "gp-tpe"}
 """hpo's samplers in this benchmark, by ``run.sampler``; every other one is a peer."""
 SAMPLERS: dict[str, Callable[[StudySpec, int], optuna.samplers.BaseSampler]] = {
-    "hpo": lambda spec, seed: _hpo_sampler(spec, seed, "auto"),
-    "hpo-gp-tpe": lambda spec, seed: _hpo_sampler(spec, seed, "gp-tpe"),
+    **{label: functools.partial(_hpo_sampler, name=name) for label, name in HPO_SAMPLERS.items()},
     "tpe": lambda spec, seed: optuna.samplers.TPESampler(seed=seed),
     "nsga2": lambda spec, seed: optuna.samplers.NSGAIISampler(seed=seed),
     "gp": lambda spec, seed: optuna.samplers.GPSampler(seed=seed),
@@ -79,12 +87,6 @@ SCRATCH = Path(tempfile.gettempdir())
 CURVES_FRONT = HERE / "results" / "curves_front.json"
 """The computed curves front (a minute or two on a busy machine), reused while the study
 document it was computed for is unchanged."""
-
-
-def _hpo_sampler(spec: StudySpec, seed: int, name: str) -> optuna.samplers.BaseSampler:
-    from hpo.samplers import create_sampler
-
-    return create_sampler(dataclasses.replace(spec, seed=seed, sampler=name))
 
 
 # -- problems ---------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ several seconds on a loaded machine. It is more sample-efficient on ``bnh``, ``t
 ``constr`` and far less on ``srn``, where it fills one part of the front
 (``benchmarks/sample_efficiency.py``, docs/benchmarks.md). hpo's TPE takes milliseconds.
 ``gp-tpe`` (:mod:`hpo.samplers._gp_tpe`) gives GP and hpo's TPE turns: more
-sample-efficient than either on the constrained problems but for GP on ``bnh``, at half
-GP's cost per suggestion; for trials that take minutes.
+sample-efficient than TPE on the constrained problems, and than GP at 50 and 100 trials
+but on ``bnh``, at 0.4x GP's cost per suggestion; for trials that take minutes.
 
 ``run.startup_trials`` (default 10, Optuna's) random trials come before TPE models the
 results.

@@ -8,12 +8,12 @@ drawing across the whole front. Either learns from all trials, whoever proposed 
 start-up trials are TPE's (random, as ``auto``'s).
 
 On the four constrained benchmark problems this beat hpo's TPE on every seed at 50, 100
-and 200 trials, by far where the feasible region is narrow, and GP alone but on ``bnh``
-(``benchmarks/sample_efficiency.py``, docs/benchmarks.md). Half its suggestions cost what
-GP's do, hundreds of ms and growing with the trials, against TPE's few ms: meant for
-trials that take minutes. Parameters outside GP's space (conditional ones) are TPE's in
-GP's turns too. GP learns from COMPLETE trials only, not from early-stopped ones. It
-needs torch.
+and 200 trials, by far where the feasible region is narrow, and GP alone at 50 and 100
+trials but on ``bnh`` (``benchmarks/sample_efficiency.py``, docs/benchmarks.md). Half its
+suggestions cost what GP's do, hundreds of ms and growing with the trials, against TPE's
+few ms: meant for trials that take minutes. Parameters outside GP's space (conditional
+ones) are TPE's in GP's turns too. GP learns from COMPLETE trials only, not from
+early-stopped ones. It needs torch.
 """
 
 from __future__ import annotations
