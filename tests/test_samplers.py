@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,34 @@ def test_gp_tpe_gives_gp_every_other_turn_after_start_up() -> None:
     assert [n for n, name in sorted(proposed_by.items()) if name == "gp"] == [10, 12, 14]
     assert [n for n, name in sorted(proposed_by.items()) if name == "tpe"][-2:] == [11, 13]
     assert len({tuple(t.params.values()) for t in study.trials}) == 15
+
+
+def test_gp_tpe_does_not_propose_again_where_trials_failed() -> None:
+    """Optuna's GP ignores FAILED trials: left alone, it proposes again and again the
+    combinations it knows least about, here those that always fail (curves' hidden sizes
+    that its head counts do not divide)."""
+    spec = dataclasses.replace(load_spec("curves"), sampler="gp-tpe", seed=1)
+    study = optuna.create_study(directions=spec.directions, sampler=create_sampler(spec))
+    for _ in range(40):
+        trial, params = ask(study, spec)
+        if params["hidden_size"] % params["n_heads"]:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        exact = 80 - 8 * abs(math.log10(params["learning_rate"]) + 3.5) - 10 * params["dropout"]
+        size = params["n_layers"] * params["hidden_size"] ** 2 * 12
+        trial.set_constraint("0", 50.5 - exact)
+        trial.set_constraint("1", 5 - exact / 2)
+        study.tell(trial, [exact, size])
+    gp_turns = [t for t in study.trials if t.number >= 10 and t.number % 2 == 0]
+    failed = [t.number for t in gp_turns if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) <= 2, failed  # of 15 GP turns (13 without the imputation)
+
+
+def test_gp_tpe_s_acquisition_settings_are_optuna_s_attributes() -> None:
+    """They are private to Optuna's GPSampler: setting a renamed one would change nothing."""
+    from hpo.samplers._gp_tpe import GP_SEARCH
+
+    defaults = optuna.samplers.GPSampler()
+    assert all(isinstance(getattr(defaults, name), int) for name in GP_SEARCH)
+    sampler = create_sampler(dataclasses.replace(load_spec("bnh"), sampler="gp-tpe"))
+    assert {name: getattr(sampler._gp, name) for name in GP_SEARCH} == GP_SEARCH  # type: ignore[attr-defined]

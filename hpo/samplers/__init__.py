@@ -23,7 +23,7 @@ several seconds on a loaded machine. It is more sample-efficient on ``bnh``, ``t
 (``benchmarks/sample_efficiency.py``, docs/benchmarks.md). hpo's TPE takes milliseconds.
 ``gp-tpe`` (:mod:`hpo.samplers._gp_tpe`) gives GP and hpo's TPE turns: more
 sample-efficient than TPE on the constrained problems, and than GP at 50 and 100 trials
-but on ``bnh``, at 0.4x GP's cost per suggestion; for trials that take minutes.
+but on ``bnh``, at a tenth of GP's cost per trial; for trials of seconds or more.
 
 ``run.startup_trials`` (default 10, Optuna's) random trials come before TPE models the
 results.
