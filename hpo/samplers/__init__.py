@@ -18,8 +18,9 @@ name but is not the default. It fits one Gaussian process per objective and cons
 and its cost grows with the trials: with two objectives and two constraints (``bnh``, greenlet's
 batched L-BFGS-B) 213 ms per suggestion on average over the first 50 on an idle 2-core Zen 5,
 750 ms over 200 (1.3 s at the end), against the 250 ms a 5-second trial allows its sampler;
-several seconds on a loaded machine. It is more sample-efficient on ``bnh``, ``tnk`` and
-``constr`` and far less on ``srn``, where it fills one part of the front
+several seconds on a loaded machine. It is more sample-efficient than ``auto`` on ``bnh``
+and ``constr`` (and ``tnk`` at 50 trials, ``srn`` at 200), far less on ``srn`` at 50 and
+100 trials, where it fills one part of the front, and it stalls on ``tnk``
 (``benchmarks/sample_efficiency.py``, docs/benchmarks.md). hpo's TPE takes milliseconds.
 ``gp-tpe`` (:mod:`hpo.samplers._gp_tpe`) gives GP and hpo's TPE turns: more
 sample-efficient than TPE on the constrained problems, and than GP at 50 and 100 trials
