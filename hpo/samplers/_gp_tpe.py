@@ -112,16 +112,18 @@ class _FailedAsWorst:
         if not complete or (states is not None and TrialState.COMPLETE not in states):
             return kept
         failed = [t for t in trials if t.state == TrialState.FAIL and t.params]
-        return kept + [self._as_worst(t, complete) for t in failed]
-
-    def _as_worst(self, failed: FrozenTrial, complete: list[FrozenTrial]) -> FrozenTrial:
-        values = [
+        if not failed:
+            return kept
+        worst_values = [
             (max if direction == StudyDirection.MINIMIZE else min)(t.values[i] for t in complete)
             for i, direction in enumerate(self._study.directions)
         ]
-        constraints = {
+        worst_constraints = {
             key: max(t.constraints[key] for t in complete) for key in complete[0].constraints
         }
-        return optuna.trial.create_trial(
-            values=values, params=failed.params, distributions=failed.distributions,
-            constraints=constraints or None)
+        return kept + [
+            optuna.trial.create_trial(
+                values=worst_values, params=t.params, distributions=t.distributions,
+                constraints=worst_constraints or None)
+            for t in failed
+        ]
