@@ -6,6 +6,7 @@ import dataclasses
 import math
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -74,7 +75,7 @@ def test_single_objective_tpe_is_optuna_s_own() -> None:
     assert type(create_sampler(load_spec("bnh"))).__name__ == "PrunedAwareTPESampler"
 
 
-def test_gp_tpe_gives_gp_every_other_turn_after_start_up() -> None:
+def test_gp_tpe_gives_gp_every_other_turn_then_three_in_four() -> None:
     spec = dataclasses.replace(load_spec("bnh"), sampler="gp-tpe", seed=1)
     sampler = create_sampler(spec)
     proposed_by: dict[int, str] = {}
@@ -101,6 +102,10 @@ def test_gp_tpe_gives_gp_every_other_turn_after_start_up() -> None:
     assert [n for n, name in sorted(proposed_by.items()) if name == "gp"] == [10, 12, 14]
     assert [n for n, name in sorted(proposed_by.items()) if name == "tpe"][-2:] == [11, 13]
     assert len({tuple(t.params.values()) for t in study.trials}) == 15
+    # from trial 50 on, GP three of every four (the turns above, without running 60 trials)
+    turn, gp = sampler._turn, sampler._gp  # type: ignore[attr-defined]
+    turns = "".join("G" if turn(SimpleNamespace(number=n)) is gp else "t" for n in range(8, 62))
+    assert turns == "tt" + "Gt" * 20 + "GGGt" * 3
 
 
 def test_gp_tpe_does_not_propose_again_where_trials_failed() -> None:

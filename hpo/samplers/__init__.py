@@ -24,7 +24,7 @@ and ``constr`` (and ``tnk`` at 50 trials, ``srn`` at 200), far less on ``srn`` a
 (``benchmarks/sample_efficiency.py``, docs/benchmarks.md). hpo's TPE takes milliseconds.
 ``gp-tpe`` (:mod:`hpo.samplers._gp_tpe`) gives GP and hpo's TPE turns: more
 sample-efficient than TPE on the constrained problems, and than GP at 50 and 100 trials
-but on ``bnh``, at a tenth of GP's cost per trial; for trials of seconds or more.
+but on ``bnh``, at a fraction of GP's cost per trial; for trials of seconds or more.
 
 ``run.startup_trials`` (default 10, Optuna's) random trials come before TPE models the
 results.
