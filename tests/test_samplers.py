@@ -129,6 +129,32 @@ def test_gp_tpe_does_not_propose_again_where_trials_failed() -> None:
     assert len(failed) <= 2, failed  # of 15 GP turns (13 without the imputation)
 
 
+def test_gp_tpe_leaves_out_failed_trials_of_another_branch() -> None:
+    """GP models the parameters every COMPLETE trial has: a failed trial in another branch
+    of a conditional space lacks one, and imputing it made GP's turn raise KeyError."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from hpo.samplers._gp_tpe import GPTPESampler
+
+    sampler = GPTPESampler(optuna.samplers.TPESampler(seed=0), seed=0, startup_trials=10)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    x, width = FloatDistribution(0, 1), FloatDistribution(0, 1)
+    branch = CategoricalDistribution(["wide", "narrow"])
+    for i in range(13):
+        params = {"x": i / 13, "branch": "wide", "width": (i * 7 % 13) / 13}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, values=[params["x"], 1 - params["width"]],
+            distributions={"x": x, "branch": branch, "width": width}))
+    study.add_trial(optuna.trial.create_trial(
+        params={"x": 0.5, "branch": "narrow"}, distributions={"x": x, "branch": branch},
+        state=optuna.trial.TrialState.FAIL))
+    trial = study.ask()  # trial 14: GP's turn
+    assert sampler._turn(study.trials[-1]) is sampler._gp
+    assert 0 <= trial.suggest_float("x", 0, 1) <= 1
+    proposed = study._storage.get_trial(trial._trial_id).system_attrs
+    assert any(key.startswith("gp:relative_params") for key in proposed)  # GP's, not TPE's
+
+
 def test_gp_tpe_s_acquisition_settings_are_optuna_s_attributes() -> None:
     """They are private to Optuna's GPSampler: setting a renamed one would change nothing."""
     from hpo.samplers._gp_tpe import GP_SEARCH

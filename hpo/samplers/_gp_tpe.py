@@ -122,7 +122,11 @@ class _FailedAsWorst:
         kept = [t for t in trials if states is None or t.state in states]
         if not complete or (states is not None and TrialState.COMPLETE not in states):
             return kept
-        failed = [t for t in trials if t.state == TrialState.FAIL and t.params]
+        # GP's space holds only parameters that every COMPLETE trial has; a failed trial
+        # without one of them (another branch of a conditional space) is left out.
+        shared = set.intersection(*(set(t.params) for t in complete))
+        failed = [t for t in trials
+                  if t.state == TrialState.FAIL and t.params and shared <= t.params.keys()]
         if not failed:
             return kept
         worst_values = [
