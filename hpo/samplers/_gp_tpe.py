@@ -15,7 +15,7 @@ front, fills it more densely (by 0.001-0.003 of the true front's hypervolume). G
 three turns in four from trial 50 on, rather than every other one, raised the median at
 100 and 200 trials on ``tnk``, ``srn`` and ``constr`` (``tnk``: 0.908 and 0.992 against 0.892
 and 0.983); three in four from the first turn lowered ``bnh``'s at 50 trials (0.955 against
-0.983). A GP turn costs about 200 ms late in a 200-trial study on an idle 2-core machine
+0.983). A GP turn costs about 250 ms late in a 200-trial study on an idle 2-core machine
 (:data:`GP_SEARCH`), a TPE turn 1 ms: meant for trials of seconds or more. Parameters outside
 GP's space (conditional ones) are TPE's in GP's turns too. GP learns from COMPLETE trials,
 not from early-stopped ones, and from failed ones as if they had ended with the worst
