@@ -276,7 +276,10 @@ def summarize(rows: list[dict[str, Any]], budgets: Sequence[int]) -> list[dict[s
 
 
 def targets(table: list[dict[str, Any]], mine: str = "hpo") -> dict[str, Any]:
-    """Where ``mine`` has a lower median than the best peer, and its slowest draw."""
+    """Where ``mine`` has a lower median than the best peer; its slowest draw and its
+    sampler time per trial (mean over a run, on the problem where it is highest), each
+    against the 250 ms (5% of a 5-second trial) the issue allows. The slowest draw of a GP
+    sampler is its first GP turn, which imports torch, once per study."""
     behind = []
     for row in table:
         if row["sampler"] != mine:
@@ -288,10 +291,13 @@ def targets(table: list[dict[str, Any]], mine: str = "hpo") -> dict[str, Any]:
             behind.append({"problem": row["problem"], "budget": row["budget"],
                            "hpo": row["hv_median"], "best_peer": best["sampler"],
                            "best_peer_hv": best["hv_median"]})
-    ms = [r["sampler_ms_max"] for r in table if r["sampler"] == mine]
+    slowest = [r["sampler_ms_max"] for r in table if r["sampler"] == mine]
+    per_trial = [r["sampler_ms_mean"] for r in table if r["sampler"] == mine]
     return {"matches_best_peer_everywhere": not behind, "behind": behind,
-            "slowest_draw_ms": max(ms, default=None),
-            "draw_under_250ms": bool(ms) and max(ms) < 250}
+            "slowest_draw_ms": max(slowest, default=None),
+            "draw_under_250ms": bool(slowest) and max(slowest) < 250,
+            "ms_per_trial": max(per_trial, default=None),
+            "per_trial_under_250ms": bool(per_trial) and max(per_trial) < 250}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     goals = {mine: targets(table, mine) for mine in HPO_SAMPLERS if mine in args.samplers}
     for mine, goal in goals.items():
         print(f"\n{mine} matches the best peer everywhere: "
-              f"{goal['matches_best_peer_everywhere']}; slowest draw {goal['slowest_draw_ms']} ms")
+              f"{goal['matches_best_peer_everywhere']}; slowest draw {goal['slowest_draw_ms']} ms;"
+              f" per trial at most {goal['ms_per_trial']} ms")
     write_results(Path(args.out or HERE / "results" / "sample_efficiency.json"),
                   {"runs": rows, "summary": table, "targets": goals})
     return 0
