@@ -110,6 +110,10 @@ SAMPLER_MODULES: dict[str, tuple[str, ...]] = {"gp": ("torch",), "gp-tpe": ("tor
 """Modules a sampler imports beyond hpo's dependencies (Optuna's GP: torch), checked by
 preflight before a study starts rather than at the first GP suggestion."""
 
+ONE_SET_OF_CONSTRAINTS = frozenset({"gp", "gp-tpe"})
+"""Samplers that fail when the study's trials carry different constraints (Optuna's GP
+raises ValueError): a study resumed with constraints added or removed cannot use them."""
+
 SAMPLERS: dict[str, Callable[[int, StudySpec], optuna.samplers.BaseSampler]] = {
     "auto": _tpe,
     "tpe": _tpe,
@@ -132,4 +136,7 @@ def create_sampler(spec: StudySpec, session: int = 0) -> optuna.samplers.BaseSam
     return SAMPLERS[spec.sampler](seed, spec)
 
 
-__all__ = ["SAMPLERS", "SAMPLER_MODULES", "create_sampler", "good_trials", "tpe_options"]
+__all__ = [
+    "ONE_SET_OF_CONSTRAINTS", "SAMPLERS", "SAMPLER_MODULES", "create_sampler", "good_trials",
+    "tpe_options",
+]
