@@ -280,10 +280,9 @@ def targets(table: list[dict[str, Any]], mine: str = "hpo") -> dict[str, Any]:
     sampler time per trial (mean over a run, on the problem where it is highest), each
     against the 250 ms (5% of a 5-second trial) the issue allows. The slowest draw of a GP
     sampler is its first GP turn, which imports torch, once per study."""
+    rows = [r for r in table if r["sampler"] == mine]
     behind = []
-    for row in table:
-        if row["sampler"] != mine:
-            continue
+    for row in rows:
         peers = [r for r in table if r["sampler"] not in HPO_SAMPLERS
                  and (r["problem"], r["budget"]) == (row["problem"], row["budget"])]
         best = max(peers, key=lambda r: r["hv_median"], default=None)
@@ -291,8 +290,8 @@ def targets(table: list[dict[str, Any]], mine: str = "hpo") -> dict[str, Any]:
             behind.append({"problem": row["problem"], "budget": row["budget"],
                            "hpo": row["hv_median"], "best_peer": best["sampler"],
                            "best_peer_hv": best["hv_median"]})
-    slowest = [r["sampler_ms_max"] for r in table if r["sampler"] == mine]
-    per_trial = [r["sampler_ms_mean"] for r in table if r["sampler"] == mine]
+    slowest = [r["sampler_ms_max"] for r in rows]
+    per_trial = [r["sampler_ms_mean"] for r in rows]
     return {"matches_best_peer_everywhere": not behind, "behind": behind,
             "slowest_draw_ms": max(slowest, default=None),
             "draw_under_250ms": bool(slowest) and max(slowest) < 250,

@@ -20,7 +20,7 @@ from hpo.preflight import run_preflight
 from hpo.progress import Progress
 from hpo.provenance import PROVENANCE_ATTR, study_provenance
 from hpo.recovery import Heartbeat, Recovery
-from hpo.samplers import ONE_SET_OF_CONSTRAINTS, create_sampler
+from hpo.samplers import GP_SAMPLERS, create_sampler
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, create_stopping
@@ -60,7 +60,7 @@ def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.
                 source=spec.source,
                 field="objectives",
             )
-        if spec.sampler in ONE_SET_OF_CONSTRAINTS:
+        if spec.sampler in GP_SAMPLERS:
             _check_constraints_unchanged(spec, storage, existing._study_id)
     session = int(existing.user_attrs.get(SESSIONS_ATTR, 0)) if existing is not None else 0
     study = optuna.create_study(
@@ -83,11 +83,10 @@ def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.
 def _check_constraints_unchanged(
     spec: StudySpec, storage: optuna.storages.BaseStorage, study_id: int
 ) -> None:
-    """GP samplers need every finished trial to carry the study's constraints (names "0",
-    "1", ...): refuse, before anything runs, a resume that added or removed some."""
-    wanted = {str(i) for i in range(len(spec.constraints))}
+    """GP samplers need every finished trial to carry the study's constraints (one value
+    each, by position): refuse, before anything runs, a resume that added or removed some."""
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
-        if set(trial.constraints) != wanted:
+        if len(trial.constraints) != len(spec.constraints):
             raise ConfigError(
                 f"study {spec.name!r} in this storage has trials judged on a different number "
                 f"of constraints ({len(trial.constraints)}, not {len(spec.constraints)}), and "

@@ -106,13 +106,14 @@ def _random(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-SAMPLER_MODULES: dict[str, tuple[str, ...]] = {"gp": ("torch",), "gp-tpe": ("torch",)}
-"""Modules a sampler imports beyond hpo's dependencies (Optuna's GP: torch), checked by
-preflight before a study starts rather than at the first GP suggestion."""
+GP_SAMPLERS = frozenset({"gp", "gp-tpe"})
+"""Samplers built on Optuna's GP. It is written in torch, and it raises ValueError when the
+study's trials carry different constraints: a study resumed with constraints added or
+removed cannot use them (checked when the study loads)."""
 
-ONE_SET_OF_CONSTRAINTS = frozenset({"gp", "gp-tpe"})
-"""Samplers that fail when the study's trials carry different constraints (Optuna's GP
-raises ValueError): a study resumed with constraints added or removed cannot use them."""
+SAMPLER_MODULES: dict[str, tuple[str, ...]] = dict.fromkeys(GP_SAMPLERS, ("torch",))
+"""Modules a sampler imports beyond hpo's dependencies, checked by preflight before a
+study starts rather than at the first GP suggestion."""
 
 SAMPLERS: dict[str, Callable[[int, StudySpec], optuna.samplers.BaseSampler]] = {
     "auto": _tpe,
@@ -137,6 +138,5 @@ def create_sampler(spec: StudySpec, session: int = 0) -> optuna.samplers.BaseSam
 
 
 __all__ = [
-    "ONE_SET_OF_CONSTRAINTS", "SAMPLERS", "SAMPLER_MODULES", "create_sampler", "good_trials",
-    "tpe_options",
+    "GP_SAMPLERS", "SAMPLERS", "SAMPLER_MODULES", "create_sampler", "good_trials", "tpe_options",
 ]
