@@ -9,11 +9,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 import yaml
 
-from hpo.samplers import create_sampler, good_trials, tpe_options
+from hpo.samplers import (
+    ATTR_SAMPLER_ERROR,
+    SAMPLERS,
+    create_sampler,
+    good_trials,
+    tpe_options,
+)
 from hpo.spec import StudySpec, build_spec, load_spec
 from hpo.trials import ask
 
@@ -56,7 +63,7 @@ def test_auto_runs_a_constrained_study_without_optuna_warnings() -> None:
             x, y = params["x"], params["y"]
             trial.set_constraint("0", (x - 5) ** 2 + y**2 - 25)
             study.tell(trial, [4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2])
-    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert isinstance(sampler.sampler, optuna.samplers.TPESampler)
     assert len(study.trials) == 14
     assert len({tuple(t.params.values()) for t in study.trials}) == 14
 
@@ -64,20 +71,20 @@ def test_auto_runs_a_constrained_study_without_optuna_warnings() -> None:
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "random"])
 def test_named_samplers_are_still_optuna_s(name: str) -> None:
     spec = dataclasses.replace(load_spec("bnh"), sampler=name)
-    assert isinstance(create_sampler(spec), {
+    assert isinstance(create_sampler(spec).sampler, {
         "tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
         "random": optuna.samplers.RandomSampler}[name])
 
 
 def test_single_objective_tpe_is_optuna_s_own() -> None:
     # Multi-objective TPE ranks stopped trials itself (hpo.samplers._pruned).
-    assert type(create_sampler(single_objective_bnh())) is optuna.samplers.TPESampler
-    assert type(create_sampler(load_spec("bnh"))).__name__ == "PrunedAwareTPESampler"
+    assert type(create_sampler(single_objective_bnh()).sampler) is optuna.samplers.TPESampler
+    assert type(create_sampler(load_spec("bnh")).sampler).__name__ == "PrunedAwareTPESampler"
 
 
 def test_gp_tpe_gives_gp_every_other_turn_then_three_in_four() -> None:
     spec = dataclasses.replace(load_spec("bnh"), sampler="gp-tpe", seed=1)
-    sampler = create_sampler(spec)
+    sampler = create_sampler(spec).sampler
     proposed_by: dict[int, str] = {}
 
     def record(name: str, inner: optuna.samplers.BaseSampler) -> None:
@@ -161,5 +168,68 @@ def test_gp_tpe_s_acquisition_settings_are_optuna_s_attributes() -> None:
 
     defaults = optuna.samplers.GPSampler()
     assert all(isinstance(getattr(defaults, name), int) for name in GP_SEARCH)
-    sampler = create_sampler(dataclasses.replace(load_spec("bnh"), sampler="gp-tpe"))
+    sampler = create_sampler(dataclasses.replace(load_spec("bnh"), sampler="gp-tpe")).sampler
     assert {name: getattr(sampler._gp, name) for name in GP_SEARCH} == GP_SEARCH  # type: ignore[attr-defined]
+
+
+class _Raises(optuna.samplers.RandomSampler):
+    """Random sampling that raises where a sampler bug would: in its model (relative
+    sampling) on trial 11, in one parameter (independent sampling) on trial 12, before
+    trial 13 with a storage URL in its message."""
+
+    def before_trial(self, study: Any, trial: Any) -> None:
+        if trial.number == 13:
+            raise RuntimeError("lost postgresql://hpo:s3cret@db/hpo")
+
+    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+        return optuna.search_space.intersection_search_space(study.get_trials(deepcopy=False))
+
+    def sample_relative(self, study: Any, trial: Any, space: Any) -> dict[str, Any]:
+        if trial.number == 11:
+            raise np.linalg.LinAlgError("Matrix is not\npositive definite")
+        return {}
+
+    def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+        if trial.number == 12 and name == "y":
+            raise KeyError(name)
+        return super().sample_independent(study, trial, name, dist)
+
+
+def test_a_sampler_error_draws_that_trial_at_random_and_the_study_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(SAMPLERS, "random", lambda seed, spec: _Raises(seed=seed))
+    spec = dataclasses.replace(load_spec("bnh"), sampler="random", seed=4)
+    study = optuna.create_study(directions=spec.directions, sampler=create_sampler(spec))
+    for _ in range(14):
+        trial, params = ask(study, spec)
+        study.tell(trial, [params["x"], params["y"]])
+    errors = {t.number: t.user_attrs[ATTR_SAMPLER_ERROR]
+              for t in study.trials if ATTR_SAMPLER_ERROR in t.user_attrs}
+    assert errors == {11: "LinAlgError: Matrix is not positive definite", 12: "KeyError: 'y'",
+                      13: "RuntimeError: lost postgresql://hpo:***@db/hpo"}
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 14
+    assert all(0 <= t.params["x"] <= 5 and 0 <= t.params["y"] <= 3 for t in study.trials)
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: trial 11: sampler 'random' raised LinAlgError: Matrix is not positive "
+        "definite; the rest of its parameters are drawn at random",
+        "warning: trial 12: sampler 'random' raised KeyError: 'y'; the rest of its parameters "
+        "are drawn at random",
+        "warning: trial 13: sampler 'random' raised RuntimeError: lost "
+        "postgresql://hpo:***@db/hpo; the rest of its parameters are drawn at random"]
+
+
+def test_a_study_whose_sampler_raises_finishes_every_trial(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through hpo.run (local backend, real SQLite and MLflow): before, the error ended the
+    study with exit 1 and left the trial RUNNING."""
+    import hpo
+
+    monkeypatch.setitem(SAMPLERS, "random", lambda seed, spec: _Raises(seed=seed))
+    summary = hpo.run("bnh", trials=14, sampler="random", backend="local",
+                      show_progress=False)
+    assert summary.finished == 14 and summary.complete == 14
+    study, _ = hpo.load("bnh")
+    assert [t.number for t in study.trials if ATTR_SAMPLER_ERROR in t.user_attrs] == [
+        11, 12, 13]

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from hpo.samplers._fallback import ATTR_SAMPLER_ERROR, FallbackOnError
+
 if TYPE_CHECKING:
     from hpo.spec import StudySpec
 
@@ -126,7 +128,8 @@ SAMPLERS: dict[str, Callable[[int, StudySpec], optuna.samplers.BaseSampler]] = {
 
 
 def create_sampler(spec: StudySpec, session: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler the study asks for, seeded from the study seed and the driver session.
+    """The sampler the study asks for, seeded from the study seed and the driver session,
+    in :class:`FallbackOnError` (a trial whose sampler raises is drawn at random).
 
     Session 0 (the first driver of the study) uses the study seed itself; every later
     session (a resume, another driver sharing the study) gets its own seed, so it does not
@@ -134,9 +137,16 @@ def create_sampler(spec: StudySpec, session: int = 0) -> optuna.samplers.BaseSam
     the same sequence of commands.
     """
     seed = spec.seed if session == 0 else (spec.seed + 1_000_003 * session) % (2**31 - 1)
-    return SAMPLERS[spec.sampler](seed, spec)
+    return FallbackOnError(SAMPLERS[spec.sampler](seed, spec), spec.sampler, seed)
 
 
 __all__ = [
-    "GP_SAMPLERS", "SAMPLERS", "SAMPLER_MODULES", "create_sampler", "good_trials", "tpe_options",
+    "ATTR_SAMPLER_ERROR",
+    "GP_SAMPLERS",
+    "SAMPLERS",
+    "SAMPLER_MODULES",
+    "FallbackOnError",
+    "create_sampler",
+    "good_trials",
+    "tpe_options",
 ]
