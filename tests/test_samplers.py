@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -115,13 +116,19 @@ def test_gp_tpe_gives_gp_every_other_turn_then_three_in_four() -> None:
     assert turns == "tt" + "Gt" * 20 + "GGGt" * 3
 
 
-def test_gp_tpe_does_not_propose_again_where_trials_failed() -> None:
+@pytest.mark.parametrize(("name", "trials", "is_gp_turn", "gp_turns"), [
+    ("gp-tpe", 40, lambda number: number % 2 == 0, 15),  # 13 fail without the imputation
+    ("gp", 20, lambda number: True, 10),  # 8 fail without the imputation
+])
+def test_hpo_s_gp_does_not_propose_again_where_trials_failed(
+    name: str, trials: int, is_gp_turn: Callable[[int], bool], gp_turns: int
+) -> None:
     """Optuna's GP ignores FAILED trials: left alone, it proposes again and again the
     combinations it knows least about, here those that always fail (curves' hidden sizes
     that its head counts do not divide)."""
-    spec = dataclasses.replace(load_spec("curves"), sampler="gp-tpe", seed=1)
+    spec = dataclasses.replace(load_spec("curves"), sampler=name, seed=1)
     study = optuna.create_study(directions=spec.directions, sampler=create_sampler(spec))
-    for _ in range(40):
+    for _ in range(trials):
         trial, params = ask(study, spec)
         if params["hidden_size"] % params["n_heads"]:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -131,9 +138,9 @@ def test_gp_tpe_does_not_propose_again_where_trials_failed() -> None:
         trial.set_constraint("0", 50.5 - exact)
         trial.set_constraint("1", 5 - exact / 2)
         study.tell(trial, [exact, size])
-    gp_turns = [t for t in study.trials if t.number >= 10 and t.number % 2 == 0]
-    failed = [t.number for t in gp_turns if t.state == optuna.trial.TrialState.FAIL]
-    assert len(failed) <= 2, failed  # of 15 GP turns (13 without the imputation)
+    turns = [t for t in study.trials if t.number >= 10 and is_gp_turn(t.number)]
+    failed = [t.number for t in turns if t.state == optuna.trial.TrialState.FAIL]
+    assert len(turns) == gp_turns and len(failed) <= 2, failed
 
 
 def test_gp_tpe_leaves_out_failed_trials_of_another_branch() -> None:

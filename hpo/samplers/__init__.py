@@ -13,12 +13,13 @@ With several objectives and early stopping it chooses its good set at one budget
 BOHB does (:mod:`hpo.samplers._pruned`): among the COMPLETE trials once
 ``run.startup_trials`` of them exist, before that among the trials that reached the
 furthest report that many did, ranked there as MO-ASHA ranks them at a rung.
-``gp`` stays available by
-name but is not the default. It fits one Gaussian process per objective and constraint,
-and its cost grows with the trials: with two objectives and two constraints (``bnh``, greenlet's
-batched L-BFGS-B) 213 ms per suggestion on average over the first 50 on an idle 2-core Zen 5,
-750 ms over 200 (1.3 s at the end), against the 250 ms a 5-second trial allows its sampler;
-several seconds on a loaded machine. It is more sample-efficient than ``auto`` on ``bnh``
+``gp`` (Optuna's GP, learning from failed trials: :mod:`hpo.samplers._gp`) stays
+available by name but is not the default. It fits one Gaussian process per objective and
+constraint, and its cost grows with the trials: with two objectives and two constraints
+(``bnh``, greenlet's batched L-BFGS-B) 213 ms per suggestion on average over the first 50
+on an idle 2-core Zen 5, 750 ms over 200 (1.3 s at the end), against the 250 ms a
+5-second trial allows its sampler; several seconds on a loaded machine. It is more
+sample-efficient than ``auto`` on ``bnh``
 and ``constr`` (and ``tnk`` at 50 trials, ``srn`` at 200), far less on ``srn`` at 50 and
 100 trials, where it fills one part of the front, and it stalls on ``tnk``
 (``benchmarks/sample_efficiency.py``, docs/benchmarks.md). hpo's TPE takes milliseconds.
@@ -89,7 +90,9 @@ def _tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
 
 
 def _gp(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.GPSampler(seed=seed)
+    from hpo.samplers._gp import FailureAwareGPSampler
+
+    return FailureAwareGPSampler(seed=seed)
 
 
 def _gp_tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:

@@ -19,25 +19,19 @@ and 0.983); three in four from the first turn lowered ``bnh``'s at 50 trials (0.
 (:data:`GP_SEARCH`), a TPE turn 1 ms: meant for trials of seconds or more. Parameters outside
 GP's space (conditional ones) are TPE's in GP's turns too. GP learns from COMPLETE trials,
 not from early-stopped ones, and from failed ones as if they had ended with the worst
-values seen (below). It needs torch.
-
-Optuna's GP ignores FAILED trials, and with nothing new where a trial failed its
-acquisition keeps its maximum there: on ``curves``, where some combinations of hidden size
-and attention heads always fail, it proposed the same failing combination in 21 of its
-first 25 turns. So in GP's turns each failed trial counts as COMPLETE with the worst value
-of each objective and constraint among the COMPLETE trials (pessimistic imputation), and
-its models mark the neighbourhood bad.
+values seen (:mod:`hpo.samplers._gp`). It needs torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from hpo.samplers._gp import FailureAwareGPSampler
 
 GP_SEARCH = {"_n_preliminary_samples": 512, "_n_local_search": 4, "_n_qmc_samples_ehvi": 32}
 """How GP searches its acquisition function: cheaper than Optuna's (2048 preliminary points,
@@ -55,7 +49,7 @@ class GPTPESampler(optuna.samplers.BaseSampler):
     def __init__(self, tpe: optuna.samplers.BaseSampler, seed: int, startup_trials: int):
         self._tpe = tpe
         # TPE draws what GP's space leaves out; GP forwards before/after_trial to it.
-        self._gp = optuna.samplers.GPSampler(
+        self._gp = FailureAwareGPSampler(
             seed=seed, independent_sampler=tpe, n_startup_trials=startup_trials,
             warn_independent_sampling=False)
         for name, value in GP_SEARCH.items():
@@ -75,9 +69,7 @@ class GPTPESampler(optuna.samplers.BaseSampler):
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if self._turn(trial) is self._gp:
-            return self._gp.sample_relative(_FailedAsWorst.of(study), trial, search_space)
-        return self._tpe.sample_relative(study, trial, search_space)
+        return self._turn(trial).sample_relative(study, trial, search_space)
 
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str,
@@ -96,49 +88,3 @@ class GPTPESampler(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self._gp.reseed_rng()  # and its independent sampler, the TPE
-
-
-class _FailedAsWorst:
-    """The study as GP sees it in its turns: FAILED trials as COMPLETE ones with the worst
-    objective and constraint values among the COMPLETE trials (module docstring). GP reads
-    trials through ``Study._get_trials``; everything else is the study's own."""
-
-    def __init__(self, study: optuna.Study) -> None:
-        self._study = study
-
-    @classmethod
-    def of(cls, study: optuna.Study) -> optuna.Study:
-        return cast(optuna.Study, cls(study))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-    def _get_trials(
-        self, deepcopy: bool = True, states: Container[TrialState] | None = None,
-        use_cache: bool = False,
-    ) -> list[FrozenTrial]:
-        trials = self._study._get_trials(deepcopy=deepcopy, states=None, use_cache=use_cache)
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        kept = [t for t in trials if states is None or t.state in states]
-        if not complete or (states is not None and TrialState.COMPLETE not in states):
-            return kept
-        # GP's space holds only parameters that every COMPLETE trial has; a failed trial
-        # without one of them (another branch of a conditional space) is left out.
-        shared = set.intersection(*(set(t.params) for t in complete))
-        failed = [t for t in trials
-                  if t.state == TrialState.FAIL and t.params and shared <= t.params.keys()]
-        if not failed:
-            return kept
-        worst_values = [
-            (max if direction == StudyDirection.MINIMIZE else min)(t.values[i] for t in complete)
-            for i, direction in enumerate(self._study.directions)
-        ]
-        worst_constraints = {
-            key: max(t.constraints[key] for t in complete) for key in complete[0].constraints
-        }
-        return kept + [
-            optuna.trial.create_trial(
-                values=worst_values, params=t.params, distributions=t.distributions,
-                constraints=worst_constraints or None)
-            for t in failed
-        ]
