@@ -20,14 +20,15 @@ from hpo.preflight import run_preflight
 from hpo.progress import Progress
 from hpo.provenance import PROVENANCE_ATTR, study_provenance
 from hpo.recovery import Heartbeat, Recovery
-from hpo.samplers import GP_SAMPLERS, create_sampler
+from hpo.samplers import create_sampler
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, create_stopping
 from hpo.storage import SPEC_ATTR, open_storage
+from hpo.storage_retry import RetryingRDBStorage
 from hpo.summary import StudySummary
 from hpo.trial_outputs import ATTR_GIT_COMMIT, TrialOutputs
-from hpo.trials import ATTR_REPORTS, counts_towards_budget
+from hpo.trials import ATTR_REPORTS, counts_towards_budget, rejudge
 
 if TYPE_CHECKING:
     from hpo.execution._searcher import Observer
@@ -36,15 +37,20 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SESSIONS_ATTR = "driver_sessions"
 """How many drivers have opened the study so far (each seeds its sampler differently)."""
+CONSTRAINTS_ATTR = "constraints"
+"""The constraints the study's last session judged its trials by, as written."""
 
 
-def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create the study, or load it and check it still means the same thing.
+def load_study(spec: StudySpec, storage: RetryingRDBStorage) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it and check it still means the same thing; a study
+    resumed with other constraints has its finished trials judged again by them (then the
+    second value is True).
 
     Called under the study's lock: each call is a new driver session of the study.
     """
     names = {s.study_name: s for s in optuna.study.get_all_study_summaries(storage)}
     existing = names.get(spec.name)
+    rejudged = False
     if existing is not None:
         stored = [d.name.lower() for d in existing.directions]
         recorded = existing.user_attrs.get(SPEC_ATTR, {}).get("objectives")
@@ -60,8 +66,12 @@ def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.
                 source=spec.source,
                 field="objectives",
             )
-        if spec.sampler in GP_SAMPLERS:
-            _check_constraints_unchanged(spec, storage, existing._study_id)
+        constraints = [str(c) for c in spec.constraints]
+        before = existing.user_attrs.get(CONSTRAINTS_ATTR)
+        if before != constraints:
+            count, rejudged = rejudge(spec, storage, existing._study_id), True
+            print(f"constraints changed ({_listed(before)} -> {_listed(constraints)}): "
+                  f"{count} finished trials judged again by the new ones", flush=True)
     session = int(existing.user_attrs.get(SESSIONS_ATTR, 0)) if existing is not None else 0
     study = optuna.create_study(
         study_name=spec.name,
@@ -76,25 +86,12 @@ def load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([goal.metric for goal in spec.goals])
     study.set_user_attr(SPEC_ATTR, dict(spec.raw))
-    study.set_user_attr("constraints", [str(c) for c in spec.constraints])
-    return study
+    study.set_user_attr(CONSTRAINTS_ATTR, [str(c) for c in spec.constraints])
+    return study, rejudged
 
 
-def _check_constraints_unchanged(
-    spec: StudySpec, storage: optuna.storages.BaseStorage, study_id: int
-) -> None:
-    """GP samplers need every finished trial to carry the study's constraints (one value
-    each, by position): refuse, before anything runs, a resume that added or removed some."""
-    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
-        if len(trial.constraints) != len(spec.constraints):
-            raise ConfigError(
-                f"study {spec.name!r} in this storage has trials judged on a different number "
-                f"of constraints ({len(trial.constraints)}, not {len(spec.constraints)}), and "
-                f"sampler {spec.sampler!r} (Optuna's GP) needs the same ones on every trial; "
-                "keep them, choose another sampler, or use --study-name for a new study",
-                source=spec.source,
-                field="constraints",
-            )
+def _listed(constraints: list[str] | None) -> str:
+    return "none recorded" if constraints is None else ", ".join(constraints) or "none"
 
 
 def prepare_objective(spec: StudySpec, settings: Settings) -> dict[str, str]:
@@ -163,7 +160,7 @@ def run_study(
         report.raise_for_problems()
     settings.prepare()
     with study_lock(settings, spec.name):  # drivers starting together create it once
-        study = load_study(spec, open_storage(settings, create=True, spec=spec))
+        study, rejudged = load_study(spec, open_storage(settings, create=True, spec=spec))
     if command is not None:
         record_command(study, command)
     # Recovery (below) closes trials as interrupted, which never count: whether trials
@@ -172,7 +169,8 @@ def run_study(
     needs_ray = spec.trials > finished and spec.backend != "local"
     connection = RayConnection(address) if needs_ray else None
     try:
-        return _run(study, spec, settings, connection, show_progress=show_progress)
+        return _run(study, spec, settings, connection, show_progress=show_progress,
+                    rejudged=rejudged)
     finally:
         if connection is not None:
             connection.close()
@@ -185,9 +183,10 @@ def _run(
     connection: RayConnection | None,
     *,
     show_progress: bool,
+    rejudged: bool = False,
 ) -> StudySummary:
     """``run_study`` once the study is loaded: trials on Ray through ``connection``, or in
-    this process without one."""
+    this process without one. ``rejudged``: its trials were judged by new constraints."""
     # Imported here, while Ray starts: Ray Tune and MLflow take seconds to load.
     from hpo.execution._searcher import StudySearcher
     from hpo.execution.local_backend import run_trials_locally
@@ -195,6 +194,8 @@ def _run(
     from hpo.tracking import Tracker
 
     tracker = Tracker(spec, settings, study)
+    if rejudged:
+        tracker.record_verdicts(study.get_trials(deepcopy=False))
     recovery = Recovery(study, spec, after=lambda: tracker.close_orphans(study))
     with study_lock(settings, spec.name):
         recovery.recover(force=True)

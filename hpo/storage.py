@@ -25,7 +25,7 @@ PARENT_ATTR = "mlflow_parent_run_id"
 
 def open_storage(
     settings: Settings, *, create: bool = False, spec: StudySpec | None = None
-) -> optuna.storages.BaseStorage:
+) -> RetryingRDBStorage:
     """The Optuna RDB storage; a database that cannot be reached is a runtime error.
 
     Without ``create``, a SQLite file that does not exist is a user error (nothing is

@@ -25,8 +25,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import optuna
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import TrialState
-from sqlalchemy import exists, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
@@ -221,6 +222,22 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
             self.check_trial_is_updatable(trial_id, state)
             self._set_attrs_without_commit(session, trial_id, user, system)
 
+    def set_constraints(self, attrs: Mapping[int, Mapping[str, Any]]) -> None:
+        """Replace the constraint attributes (system attributes ``constraints`` and
+        ``constraints:*``) of finished trials, trial id -> its new ones, in one transaction.
+        Optuna refuses to write to a finished trial; hpo does it when a study resumes with
+        other constraints (:func:`hpo.trials.rejudge`)."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        attr = models.TrialSystemAttributeModel
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for trial_id, system in attrs.items():
+                session.execute(delete(attr).where(
+                    attr.trial_id == trial_id,
+                    (attr.key == _CONSTRAINTS_KEY) | attr.key.startswith(f"{_CONSTRAINTS_KEY}:")))
+                self._set_attrs_without_commit(session, trial_id, {}, system)
+
     def count_trials(
         self, study_id: int, states: Sequence[TrialState], *, unless_true: Sequence[str] = ()
     ) -> int:
@@ -276,5 +293,6 @@ for _name, _method in vars(optuna.storages.RDBStorage).items():
     if callable(_method) and (not _name.startswith("_") or _name in _PRIVATE_CALLS):
         _method = vars(RetryingRDBStorage).get(_name, _method)  # hpo's version, if any
         setattr(RetryingRDBStorage, _name, _retried(_method))
-for _name in ("count_trials", "set_trial_attrs", "start_trial", "write_batch"):
+for _name in ("count_trials", "set_constraints", "set_trial_attrs", "start_trial",
+              "write_batch"):
     setattr(RetryingRDBStorage, _name, _retried(vars(RetryingRDBStorage)[_name]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import logging
@@ -18,7 +19,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,10 @@ import optuna
 from mlflow.entities import Metric, Param, RunInfo, RunTag
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.locking import study_lock
+from hpo.pareto import is_feasible
 from hpo.provenance import CONFIG_FILE, UNKNOWN, GitState, describe_gpus, trial_config
 from hpo.settings import Settings, redact
 from hpo.spec import StudySpec
@@ -37,7 +39,7 @@ from hpo.storage import PARENT_ATTR
 from hpo.summary import StudySummary, front_rows
 from hpo.tracking_writer import TrackingWriter
 from hpo.trial_outputs import MODEL_DIR, model_dir
-from hpo.trials import ATTR_GPUS, ATTR_RUN_ID, ATTR_SEED, WHERE, Outcome
+from hpo.trials import ATTR_GPUS, ATTR_METRICS, ATTR_RUN_ID, ATTR_SEED, WHERE, Outcome, judge
 
 TAG_STUDY, TAG_ROLE, TAG_TRIAL = "hpo.study", "hpo.role", "hpo.trial"
 TAG_COMMIT, TAG_MODEL = "hpo.git_commit", "hpo.model"
@@ -239,6 +241,30 @@ class Tracker:
         created = self._children.get(number)
         run = created.result() if created is not None else None
         return {} if run is None else {ATTR_RUN_ID: run.run_id}
+
+    def record_verdicts(self, trials: Sequence[FrozenTrial]) -> None:
+        """After the study's constraints changed (:func:`hpo.trials.rejudge`): the new ones
+        as the study run's tag ``hpo.constraints``, and on each finished trial's run its
+        constraint values, ``feasible`` and ``hpo.feasible`` by them (later values of the
+        same metrics: MLflow shows the latest)."""
+        constraints = "; ".join(map(str, self.spec.constraints)) or "none"
+        self.writer.submit(
+            lambda: self.client.set_tag(self.parent_id, "hpo.constraints", constraints),
+            "tag the study run with its constraints")  # fmt: skip
+        now = int(time.time() * 1000)
+        for trial in trials:
+            run_id = trial.user_attrs.get(ATTR_RUN_ID)
+            if run_id is None or trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+                continue
+            values = judge(self.spec, trial.user_attrs.get(ATTR_METRICS, {})) or []
+            metrics = [Metric(f"constraint.{c.metric}", v, now, 0)
+                       for c, v in zip(self.spec.constraints, values, strict=False)]
+            if trial.state == TrialState.COMPLETE:
+                metrics.append(Metric("feasible", float(is_feasible(trial)), now, 0))
+            tags = [RunTag("hpo.feasible", str(is_feasible(trial)).lower())]
+            self.writer.submit(
+                functools.partial(self.client.log_batch, run_id, metrics=metrics, tags=tags),
+                f"record the new verdict of trial {trial.number}")  # fmt: skip
 
     def trial_reported(self, number: int, step: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)

@@ -26,6 +26,7 @@ from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import TrialState
 
+from hpo.errors import ConfigError
 from hpo.spec import Parameter, StudySpec
 from hpo.stopping import Stop
 from hpo.storage_retry import Attrs, RetryingRDBStorage
@@ -253,15 +254,57 @@ def decide(
         else:
             outcome.state, outcome.stop = TrialState.PRUNED, stop
             outcome.reason = str(stop or "stopped early")
-            if all(math.isfinite(metrics.get(c.metric, math.nan)) for c in spec.constraints):
-                outcome.constraints = [c.violation(metrics) for c in spec.constraints]
+            outcome.constraints = judge(spec, metrics)
     else:
         outcome.reason = _missing_or_bad(spec, metrics)
         if outcome.reason is None:
             outcome.state = TrialState.COMPLETE
             outcome.values = [metrics[goal.metric] for goal in spec.goals]
-            outcome.constraints = [c.violation(metrics) for c in spec.constraints]
+            outcome.constraints = judge(spec, metrics)
     return outcome
+
+
+def judge(spec: StudySpec, metrics: Mapping[str, float]) -> list[float] | None:
+    """The study's constraint values on ``metrics`` (<= 0: satisfied); None when one of
+    their metrics is missing or not finite (a trial stopped before it reported them)."""
+    if all(math.isfinite(metrics.get(c.metric, math.nan)) for c in spec.constraints):
+        return [c.violation(metrics) for c in spec.constraints]
+    return None
+
+
+def rejudge(spec: StudySpec, storage: RetryingRDBStorage, study_id: int) -> int:
+    """Judge the study's COMPLETE and PRUNED trials again, on the final (last reported)
+    metrics they stored, by the constraints of ``spec``, and store the values in place of
+    theirs: after a resume that changed the constraints, every part of hpo reads one set.
+    Checks every trial before writing anything (one transaction); the number re-judged.
+
+    Raises :class:`ConfigError` (field ``constraints``) when a COMPLETE trial lacks a metric
+    a constraint needs."""
+    values: dict[int, list[float] | None] = {}
+    for trial in storage.get_all_trials(
+        study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+    ):
+        metrics = trial.user_attrs.get(ATTR_METRICS, {})
+        values[trial._trial_id] = judge(spec, metrics)
+        if values[trial._trial_id] is None and trial.state == TrialState.COMPLETE:
+            lacking = next(c for c in spec.constraints
+                           if not math.isfinite(metrics.get(c.metric, math.nan)))  # fmt: skip
+            raise ConfigError(
+                f"trial {trial.number} of study {spec.name!r} has no {lacking.metric!r} "
+                f"metric to judge {str(lacking)!r} by; keep the constraints the study had or "
+                "use --study-name for a new study",
+                source=spec.source, field="constraints")  # fmt: skip
+    storage.set_constraints(
+        {trial_id: _constraint_attrs(v) for trial_id, v in values.items()})
+    return len(values)
+
+
+def _constraint_attrs(values: list[float] | None) -> dict[str, Any]:
+    """The system attributes that carry a trial's constraint values (module docstring)."""
+    if values is None:
+        return {}
+    return {LEGACY_CONSTRAINTS: values,
+            **{f"{_CONSTRAINTS_KEY}:{i}": value for i, value in enumerate(values)}}
 
 
 def _missing_or_bad(spec: StudySpec, metrics: Mapping[str, float]) -> str | None:
@@ -308,12 +351,7 @@ def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
         user[ATTR_REPORTS] = _finite(outcome.reports)
     if outcome.steps is not None:
         user[ATTR_STEPS] = outcome.steps
-    system: dict[str, Any] = {}
-    if outcome.constraints is not None:  # both formats (module docstring)
-        system[LEGACY_CONSTRAINTS] = outcome.constraints
-        for i, value in enumerate(outcome.constraints):
-            system[f"{_CONSTRAINTS_KEY}:{i}"] = value  # what Trial.set_constraint writes
-    set_attrs(trial, user, system)
+    set_attrs(trial, user, _constraint_attrs(outcome.constraints))
     metric = outcome.single_objective
     if metric is not None and not outcome.interrupted:
         for budget, report in enumerate(outcome.reports, start=1):

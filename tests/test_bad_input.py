@@ -130,26 +130,3 @@ def test_bad_flag_type_is_a_usage_error(run_hpo) -> None:  # type: ignore[no-unt
     assert result.stderr.strip().splitlines() == [
         "hpo: error: argument --trials: invalid int value: 'many'"
     ]
-
-
-def test_a_gp_sampler_refuses_a_resume_with_other_constraints(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Optuna's GP raises ValueError on trials with different constraints: a resume that
-    adds one is refused up front (exit 2, one line) rather than at the first GP turn."""
-    import optuna
-
-    path = _study_file(workdir, GOOD)
-    assert main(["study", path, "--backend", "local", "--trials", "2", "--no-progress"]) == 0
-    capsys.readouterr()
-    added = ["--constraint", "c1 <= 25", "--constraint", "f1 <= 100"]
-    assert main(["study", path, "--backend", "local", "--trials", "4", "--sampler", "gp-tpe",
-                 *added]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert "constraints" in err and "(1, not 2)" in err and "'gp-tpe'" in err
-    storage = f"sqlite:///{workdir / 'storage' / 'optuna.db'}"
-    assert len(optuna.load_study(study_name="study", storage=storage).trials) == 2
-    # the same resume with hpo's TPE runs: it reads whatever constraints a trial has
-    assert main(["study", path, "--backend", "local", "--trials", "4", "--no-progress",
-                 *added]) == 0

@@ -111,12 +111,7 @@ def _random(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-GP_SAMPLERS = frozenset({"gp", "gp-tpe"})
-"""Samplers built on Optuna's GP. It is written in torch, and it raises ValueError when the
-study's trials carry different constraints: a study resumed with constraints added or
-removed cannot use them (checked when the study loads)."""
-
-SAMPLER_MODULES: dict[str, tuple[str, ...]] = dict.fromkeys(GP_SAMPLERS, ("torch",))
+SAMPLER_MODULES: dict[str, tuple[str, ...]] = {"gp": ("torch",), "gp-tpe": ("torch",)}
 """Modules a sampler imports beyond hpo's dependencies, checked by preflight before a
 study starts rather than at the first GP suggestion."""
 
@@ -145,7 +140,6 @@ def create_sampler(spec: StudySpec, session: int = 0) -> optuna.samplers.BaseSam
 
 __all__ = [
     "ATTR_SAMPLER_ERROR",
-    "GP_SAMPLERS",
     "SAMPLERS",
     "SAMPLER_MODULES",
     "FallbackOnError",

@@ -28,7 +28,7 @@ def main(study_file: str, commit: int, recover: bool, host: str | None) -> None:
     spec = load_spec(study_file, [("run.heartbeat_interval", 1)])
     settings = Settings.resolve()
     settings.prepare()
-    study = load_study(spec, open_storage(settings, create=True, spec=spec))
+    study, _ = load_study(spec, open_storage(settings, create=True, spec=spec))
     if recover:
         Recovery(study, spec).recover(force=True)
     if host is not None:

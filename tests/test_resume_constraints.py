@@ -1,0 +1,101 @@
+"""A study resumed with other constraints judges its finished trials again by them, so the
+samplers (Optuna's GP included), the Pareto front, the dashboard and MLflow read one set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import hpo
+from hpo.cli import main
+from hpo.errors import ConfigError
+from hpo.samplers import ATTR_SAMPLER_ERROR
+from hpo.settings import Settings
+from hpo.spec import load_spec
+from hpo.storage import open_storage
+from hpo.trials import ATTR_METRICS, rejudge
+from tests.test_bad_input import GOOD
+
+
+def test_a_resume_with_a_constraint_added_judges_every_trial_by_both(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = workdir / "study.yaml"
+    path.write_text(GOOD)  # bnh with c1 <= 25
+    assert main(["study", str(path), "--backend", "local", "--trials", "10",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    # gp-tpe: before, Optuna's GP raised ValueError on trials judged by one constraint
+    assert main(["study", str(path), "--backend", "local", "--trials", "14", "--no-progress",
+                 "--sampler", "gp-tpe", "--constraint", "c1 <= 25",
+                 "--constraint", "f1 <= 40"]) == 0
+    out = capsys.readouterr().out
+    assert ("constraints changed (c1 <= 25 -> c1 <= 25, f1 <= 40): 10 finished trials judged "
+            "again by the new ones") in out
+    study = optuna.load_study(study_name="study",
+                              storage=f"sqlite:///{workdir}/storage/optuna.db")
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 14
+    for trial in trials:
+        metrics = trial.user_attrs[ATTR_METRICS]
+        expected = [metrics["c1"] - 25, metrics["f1"] - 40]
+        assert list(trial.constraints.values()) == pytest.approx(expected)
+        assert trial.system_attrs["constraints"] == pytest.approx(expected)  # the dashboard's
+        assert ATTR_SAMPLER_ERROR not in trial.user_attrs  # GP's turns (10, 12) ran
+    assert [t.number for t in trials if t.user_attrs[ATTR_METRICS]["f1"] > 40 and t.number < 10]
+    front = hpo.pareto_front("study")
+    assert len(front) > 0 and (front["f1"] <= 40).all() and (front["c1"] <= 25).all()
+    # MLflow: the study run names the new constraints, each trial's run its new verdict
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir}/storage/mlflow.db")
+    runs = {r.data.tags.get("hpo.trial"): r for r in client.search_runs(
+        [client.get_experiment_by_name("study").experiment_id])}  # fmt: skip
+    assert runs[None].data.tags["hpo.constraints"] == "c1 <= 25; f1 <= 40"
+    for trial in trials:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"]).data
+        assert run.tags["hpo.feasible"] == str(all(v <= 0 for v in trial.constraints.values())
+                                               ).lower()
+        assert run.metrics["constraint.f1"] == pytest.approx(trial.user_attrs[ATTR_METRICS]["f1"]
+                                                             - 40)
+    # the same constraints again: nothing to judge, nothing said
+    assert main(["study", str(path), "--backend", "local", "--trials", "15", "--no-progress",
+                 "--constraint", "c1 <= 25", "--constraint", "f1 <= 40"]) == 0
+    assert "constraints changed" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_constraint_a_complete_trial_has_no_metric_for_is_refused_before_any_write(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    spec = load_spec("bnh", [("constraints", ["c1 <= 20", "f1 <= 2"])])
+    env = {"HPO_HOME": str(tmp_path)}
+    if database == "postgresql":
+        env["HPO_STORAGE"] = request.getfixturevalue("new_database")()
+    storage = open_storage(Settings.resolve(env=env), create=True)
+    study = optuna.create_study(study_name="bnh", storage=storage, directions=spec.directions)
+    dists = {"x": optuna.distributions.FloatDistribution(0, 5)}
+    old = {"constraints": [-1.0], "constraints:0": -1.0}
+    for number, (state, metrics) in enumerate([
+        (TrialState.COMPLETE, {"f1": 1.0, "f2": 2.0, "c1": 24.0, "c2": 9.0}),
+        (TrialState.PRUNED, {"c1": 24.0}),  # stopped before it reported f1 (or c2)
+        (TrialState.COMPLETE, {"f1": 1.0, "f2": 2.0, "c1": 24.0}),  # an objective's gap
+    ]):
+        study.add_trial(optuna.trial.create_trial(
+            state=state, values=[1.0, 2.0] if state == TrialState.COMPLETE else None,
+            params={"x": number / 3}, distributions=dists,
+            user_attrs={ATTR_METRICS: metrics}, system_attrs=old))
+    with pytest.raises(ConfigError, match=r"bnh.yaml: constraints: trial 2 of study 'bnh' has "
+                                          r"no 'c2' metric to judge 'c2 >= 7.7' by"):
+        rejudge(load_spec("bnh"), storage, study._study_id)
+
+    def stored() -> list[dict[str, object]]:  # read afresh: Optuna caches finished trials
+        return [t.system_attrs
+                for t in optuna.load_study(study_name="bnh", storage=storage).trials]
+
+    assert stored() == [old] * 3  # nothing written
+    assert rejudge(spec, storage, study._study_id) == 3
+    judged = {"constraints": [4.0, -1.0], "constraints:0": 4.0, "constraints:1": -1.0}
+    assert stored() == [judged, {}, judged]
