@@ -4,6 +4,9 @@ Runs the same study (same trial budget, same seeds) once per scheduler and seed 
 the full hpo stack, then compares with ``none`` (no early stopping at all: no scheduler,
 no infeasibility or degenerate-run rule). Compute is the sum over trials of the last
 training step each reported; hypervolume is that of the final feasible Pareto front.
+Every arm samples with ``tpe`` (``--set run.sampler=...`` to change it): ``auto`` would
+choose ``gp-tpe`` in ``none``'s studies of slow trials and ``tpe`` in the others, and the
+comparison would measure the samplers as much as the stopping.
 With ``--held-out``, also that front's hypervolume on held-out data (``hpo.held_out_front``:
 each front trial's kept model measured again on data no trial trained or was selected
 on), which the winner's curse does not inflate: a study that trains every trial to the
@@ -49,7 +52,8 @@ def run_one(study: str, scheduler: str, seed: int, args: argparse.Namespace) -> 
     from hpo.trials import ATTR_STEPS, ATTR_STOPPED
 
     name = study_name(study, scheduler, args.trials, seed)
-    overrides = [("run.backend", args.backend), *[tuple(o) for o in args.set]]
+    overrides = [("run.backend", args.backend), ("run.sampler", "tpe"),
+                 *[tuple(o) for o in args.set]]
     if scheduler == BASELINE:
         overrides += NO_STOPPING
     started = time.perf_counter()

@@ -64,7 +64,7 @@ def test_auto_runs_a_constrained_study_without_optuna_warnings() -> None:
             x, y = params["x"], params["y"]
             trial.set_constraint("0", (x - 5) ** 2 + y**2 - 25)
             study.tell(trial, [4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2])
-    assert isinstance(sampler.sampler, optuna.samplers.TPESampler)
+    assert sampler.sampler._chosen is sampler.sampler._tpe  # type: ignore[attr-defined]
     assert len(study.trials) == 14
     assert len({tuple(t.params.values()) for t in study.trials}) == 14
 
@@ -80,7 +80,8 @@ def test_named_samplers_are_still_optuna_s(name: str) -> None:
 def test_single_objective_tpe_is_optuna_s_own() -> None:
     # Multi-objective TPE ranks stopped trials itself (hpo.samplers._pruned).
     assert type(create_sampler(single_objective_bnh()).sampler) is optuna.samplers.TPESampler
-    assert type(create_sampler(load_spec("bnh")).sampler).__name__ == "PrunedAwareTPESampler"
+    tpe = create_sampler(dataclasses.replace(load_spec("bnh"), sampler="tpe")).sampler
+    assert type(tpe).__name__ == "PrunedAwareTPESampler"
 
 
 def test_gp_tpe_gives_gp_every_other_turn_then_three_in_four() -> None:
@@ -240,3 +241,74 @@ def test_a_study_whose_sampler_raises_finishes_every_trial(
     study, _ = hpo.load("bnh")
     assert [t.number for t in study.trials if ATTR_SAMPLER_ERROR in t.user_attrs] == [
         11, 12, 13]
+
+
+def _bnh_study_with_trials(seconds: float, reports: int = 1) -> tuple[optuna.Study, StudySpec]:
+    """bnh's 10 start-up trials, each COMPLETE after ``seconds`` with ``reports`` reports."""
+    from datetime import timedelta
+
+    spec = dataclasses.replace(load_spec("bnh"), seed=2)
+    study = optuna.create_study(directions=spec.directions)
+    dists = {p.name: p.distribution for p in spec.parameters}
+    for i in range(10):
+        x, y = 5 * ((i * 7) % 10) / 10, 3 * ((i * 3) % 10) / 10
+        trial = optuna.trial.create_trial(
+            params={"x": x, "y": y}, distributions=dists,
+            values=[4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2],
+            constraints={"0": (x - 5) ** 2 + y**2 - 25, "1": 7.7 - (x - 8) ** 2 - (y + 3) ** 2},
+            user_attrs={"reports": [{}] * reports})
+        assert trial.datetime_complete is not None
+        trial.datetime_start = trial.datetime_complete - timedelta(seconds=seconds)
+        study.add_trial(trial)
+    return study, spec
+
+
+def test_auto_chooses_gp_tpe_once_the_trials_prove_slow_and_keeps_the_choice(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from hpo.samplers._auto import CHOICE_ATTR
+    from hpo.samplers._gp_tpe import GPTPESampler
+
+    study, spec = _bnh_study_with_trials(seconds=12.0)
+    study.sampler = create_sampler(spec)
+    ask(study, spec)  # trial 10: the first after the start-up trials, GP's turn
+    assert study._storage.get_study_system_attrs(study._study_id)[CHOICE_ATTR] == {
+        "sampler": "gp-tpe", "reason": "trials take 12 s (median), at least 10 s", "trial": 10}
+    assert capsys.readouterr().out == (
+        "sampler auto: gp-tpe from trial 10 (trials take 12 s (median), at least 10 s)\n")
+    assert isinstance(study.sampler.sampler._chosen, GPTPESampler)  # type: ignore[attr-defined]
+    assert any(k.startswith("gp:") for k in study.trials[10].system_attrs)  # GP proposed it
+    # a resume (or another driver): the stored choice, said once is enough
+    study.sampler = create_sampler(spec, session=1)
+    ask(study, spec)
+    assert capsys.readouterr().out == ""
+    assert isinstance(study.sampler.sampler._chosen, GPTPESampler)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("seconds", "reports", "stopping", "reason"), [
+    (5.0, 1, "moasha", "trials take 5 s (median), under 10 s"),
+    (60.0, 12, "moasha", "trials report up to 12 times and are stopped early; GP learns only "
+                         "from those that finish"),
+])
+def test_auto_keeps_tpe_for_fast_trials_or_early_stopped_ones(
+    seconds: float, reports: int, stopping: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hpo.samplers._auto import CHOICE_ATTR
+
+    study, spec = _bnh_study_with_trials(seconds, reports)
+    assert spec.stopping.scheduler == stopping
+    study.sampler = create_sampler(spec)
+    ask(study, spec)
+    assert study._storage.get_study_system_attrs(study._study_id)[CHOICE_ATTR]["reason"] == reason
+    assert study.sampler.sampler._chosen is study.sampler.sampler._tpe  # type: ignore[attr-defined]
+    assert not any(k.startswith("gp:") for k in study.trials[10].system_attrs)
+    assert capsys.readouterr().out == f"sampler auto: tpe from trial 10 ({reason})\n"
+
+
+def test_auto_is_tpe_throughout_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else find_spec(name, *a))
+    assert type(create_sampler(load_spec("bnh")).sampler).__name__ == "PrunedAwareTPESampler"

@@ -286,3 +286,23 @@ def test_interrupted_study_resumes_to_exactly_n(
     assert len(parents) == 1
     assert all(c.info.status != "RUNNING" for c in children)
     assert parents[0].info.status == "FINISHED"
+
+
+def test_auto_gives_slow_trials_gp_tpe(workdir: Path, run_hpo: RunHpo) -> None:
+    """Trials of 10 s: from the first trial after the start-up ones, auto is gp-tpe (whose
+    first turn is GP's), read from the trials' times in SQLite; the choice is stored."""
+    result = run_hpo("study", str(TESTS_DIR / "support" / "flaky.yaml"), "--sampler", "auto",
+                     "--backend", "local", "--trials", "3", "--set", "objective.args.sleep=10",
+                     "--set", "run.startup_trials=2")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sampler auto: gp-tpe from trial 2 (trials take 10." in result.stdout
+    study = _study(workdir, "flaky")
+    choice = study._storage.get_study_system_attrs(study._study_id)["hpo:auto_sampler"]
+    assert choice["sampler"] == "gp-tpe" and choice["trial"] == 2
+    proposed_by_gp = [t.number for t in study.trials
+                      if any(k.startswith("gp:") for k in t.system_attrs)]  # fmt: skip
+    assert proposed_by_gp == [2]
+    card = run_hpo("card", "flaky")
+    assert card.returncode == 0, card.stderr[-3000:]
+    text = (workdir / "storage" / "studies" / "flaky" / "CARD.md").read_text()
+    assert "- `sampler`: auto: gp-tpe from trial 2 (trials take 10." in text

@@ -14,6 +14,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from hpo.report._data import ATTR_COMMANDS, ATTR_HYPOTHESIS, StudyData
+from hpo.samplers import auto_choice
 from hpo.settings import Settings, redact
 from hpo.summary import machine_line, machines
 from hpo.trials import ATTR_FAIL_REASON, ATTR_INTERRUPTED
@@ -209,7 +210,8 @@ def _parameters(data: StudyData) -> str:
         "objectives": "; ".join(f"{g.direction} {g.metric} (ref {g.ref})" for g in
                                 data.spec.goals),
         "constraints": "; ".join(map(str, data.spec.constraints)) or "none",
-        "sampler": data.spec.sampler, "seed": data.spec.seed,
+        "sampler": ": ".join(filter(None, [data.spec.sampler, auto_choice(data.study)])),
+        "seed": data.spec.seed,
         "scheduler": data.spec.stopping.scheduler,
     }
     return _table(rows) + "\n\n" + _bullets(fixed)

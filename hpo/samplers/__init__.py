@@ -1,6 +1,9 @@
 """Optuna samplers by name, built lazily.
 
-``auto`` is multivariate TPE (grouped for conditional spaces, constant liar for parallel
+``auto`` is ``tpe`` or, once the trials prove to take 10 s or more and early stopping cannot
+act on them, ``gp-tpe`` (several objectives, torch installed: :mod:`hpo.samplers._auto`).
+
+``tpe`` is multivariate TPE (grouped for conditional spaces, constant liar for parallel
 trials): cheap per suggestion and at home in conditional spaces. For two or more
 objectives it is tuned (:func:`tpe_options`): its "good" set is the best 15% of the
 finished trials (Optuna's multi-objective default: 10%) and it picks each suggestion among
@@ -13,15 +16,14 @@ With several objectives and early stopping it chooses its good set at one budget
 BOHB does (:mod:`hpo.samplers._pruned`): among the COMPLETE trials once
 ``run.startup_trials`` of them exist, before that among the trials that reached the
 furthest report that many did, ranked there as MO-ASHA ranks them at a rung.
-``gp`` (Optuna's GP, learning from failed trials: :mod:`hpo.samplers._gp`) stays
-available by name but is not the default. It fits one Gaussian process per objective and
-constraint, and its cost grows with the trials: with two objectives and two constraints
-(``bnh``, greenlet's batched L-BFGS-B) 213 ms per suggestion on average over the first 50
-on an idle 2-core Zen 5, 750 ms over 200 (1.3 s at the end), against the 250 ms a
-5-second trial allows its sampler; several seconds on a loaded machine. It is more
-sample-efficient than ``auto`` on ``bnh``
-and ``constr`` (and ``tnk`` at 50 trials, ``srn`` at 200), far less on ``srn`` at 50 and
-100 trials, where it fills one part of the front, and it stalls on ``tnk``
+``gp`` (Optuna's GP, learning from failed trials: :mod:`hpo.samplers._gp`) is available by
+name. It fits one Gaussian process per objective and constraint, and its cost grows with
+the trials: with two objectives and two constraints (``bnh``, greenlet's batched L-BFGS-B)
+213 ms per suggestion on average over the first 50 on an idle 2-core Zen 5, 750 ms over
+200 (1.3 s at the end), against the 250 ms a 5-second trial allows its sampler; several
+seconds on a loaded machine. It is more sample-efficient than ``tpe`` on ``bnh`` and
+``constr`` (and ``tnk`` at 50 trials, ``srn`` at 200), far less on ``srn`` at 50 and 100
+trials, where it fills one part of the front, and it stalls on ``tnk``
 (``benchmarks/sample_efficiency.py``, docs/benchmarks.md). hpo's TPE takes milliseconds.
 ``gp-tpe`` (:mod:`hpo.samplers._gp_tpe`) gives GP and hpo's TPE turns: more
 sample-efficient than TPE on the constrained problems, and than GP at 50 and 100 trials
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from hpo.samplers._auto import AutoSampler, auto_choice, can_choose_gp
 from hpo.samplers._fallback import ATTR_SAMPLER_ERROR, FallbackOnError
 
 if TYPE_CHECKING:
@@ -89,16 +92,26 @@ def _tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(seed=seed, **tpe_options(spec))
 
 
-def _gp(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
+def _gp_sampler(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
     from hpo.samplers._gp import FailureAwareGPSampler
 
     return FailureAwareGPSampler(seed=seed)
 
 
-def _gp_tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
+def _gp_tpe_sampler(
+    seed: int, spec: StudySpec, tpe: optuna.samplers.BaseSampler | None = None
+) -> optuna.samplers.BaseSampler:
     from hpo.samplers._gp_tpe import GPTPESampler
 
-    return GPTPESampler(_tpe(seed, spec), seed, spec.startup_trials)
+    return GPTPESampler(tpe or _tpe(seed, spec), seed, spec.startup_trials)
+
+
+def _auto_sampler(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
+    tpe = _tpe(seed, spec)
+    if not can_choose_gp(spec):
+        return tpe
+    return AutoSampler(tpe, lambda: _gp_tpe_sampler(seed, spec, tpe), spec.startup_trials,
+                       stops_early=spec.stopping.scheduler != "none")
 
 
 def _nsga2(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
@@ -116,10 +129,10 @@ SAMPLER_MODULES: dict[str, tuple[str, ...]] = {"gp": ("torch",), "gp-tpe": ("tor
 study starts rather than at the first GP suggestion."""
 
 SAMPLERS: dict[str, Callable[[int, StudySpec], optuna.samplers.BaseSampler]] = {
-    "auto": _tpe,
+    "auto": _auto_sampler,
     "tpe": _tpe,
-    "gp": _gp,
-    "gp-tpe": _gp_tpe,
+    "gp": _gp_sampler,
+    "gp-tpe": _gp_tpe_sampler,
     "nsga2": _nsga2,
     "random": _random,
 }
@@ -143,6 +156,7 @@ __all__ = [
     "SAMPLERS",
     "SAMPLER_MODULES",
     "FallbackOnError",
+    "auto_choice",
     "create_sampler",
     "good_trials",
     "tpe_options",
