@@ -218,6 +218,8 @@ def test_a_sampler_error_draws_that_trial_at_random_and_the_study_goes_on(
                       13: "RuntimeError: lost postgresql://hpo:***@db/hpo"}
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 14
     assert all(0 <= t.params["x"] <= 5 and 0 <= t.params["y"] <= 3 for t in study.trials)
+    # drawn afresh: not a replay of the start-up trials, which the sampler's seed drew
+    assert len({tuple(t.params.values()) for t in study.trials}) == 14
     assert capsys.readouterr().err.splitlines() == [
         "warning: trial 11: sampler 'random' raised LinAlgError: Matrix is not positive "
         "definite; the rest of its parameters are drawn at random",

@@ -26,13 +26,18 @@ from hpo.settings import redact
 ATTR_SAMPLER_ERROR = "sampler_error"
 """User attribute of a trial whose sampler raised: the error, in one line."""
 
+FALLBACK_SEED = 7_919_993
+"""Added to the sampler's seed for the fallback's own random draws."""
+
 T = TypeVar("T")
 
 
 class FallbackOnError(optuna.samplers.BaseSampler):
     def __init__(self, sampler: optuna.samplers.BaseSampler, name: str, seed: int) -> None:
         self.sampler, self._name = sampler, name
-        self._random = optuna.samplers.RandomSampler(seed=seed)
+        # Not ``seed`` itself: samplers draw their random start-up trials from it, and the
+        # first fallback would replay trial 0.
+        self._random = optuna.samplers.RandomSampler(seed=(seed + FALLBACK_SEED) % 2**31)
         self._failed: set[int] = set()
         """Numbers of the running trials whose sampler raised: the rest of their parameters
         are drawn at random."""
