@@ -24,7 +24,8 @@ GOOD = {"f1": 10.0, "f2": 20.0, "c1": 3.0, "c2": 50.0, "hpo_final": True}
 
 @pytest.fixture
 def spec() -> StudySpec:
-    return load_spec("bnh", [("run.startup_trials", 3)])
+    # tpe, not auto: auto adds one commit, once per study, when it records its choice
+    return load_spec("bnh", [("run.startup_trials", 3), ("run.sampler", "tpe")])
 
 
 @pytest.fixture
