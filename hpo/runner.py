@@ -50,7 +50,7 @@ def load_study(spec: StudySpec, storage: RetryingRDBStorage) -> tuple[optuna.Stu
     """
     names = {s.study_name: s for s in optuna.study.get_all_study_summaries(storage)}
     existing = names.get(spec.name)
-    rejudged = False
+    constraints, rejudged = [str(c) for c in spec.constraints], False
     if existing is not None:
         stored = [d.name.lower() for d in existing.directions]
         recorded = existing.user_attrs.get(SPEC_ATTR, {}).get("objectives")
@@ -66,7 +66,6 @@ def load_study(spec: StudySpec, storage: RetryingRDBStorage) -> tuple[optuna.Stu
                 source=spec.source,
                 field="objectives",
             )
-        constraints = [str(c) for c in spec.constraints]
         before = existing.user_attrs.get(CONSTRAINTS_ATTR)
         if before != constraints:
             count, rejudged = rejudge(spec, storage, existing._study_id), True
@@ -86,7 +85,7 @@ def load_study(spec: StudySpec, storage: RetryingRDBStorage) -> tuple[optuna.Stu
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([goal.metric for goal in spec.goals])
     study.set_user_attr(SPEC_ATTR, dict(spec.raw))
-    study.set_user_attr(CONSTRAINTS_ATTR, [str(c) for c in spec.constraints])
+    study.set_user_attr(CONSTRAINTS_ATTR, constraints)
     return study, rejudged
 
 

@@ -5,8 +5,8 @@
 an idle 2-core machine (more on a loaded one), a TPE turn about 1 ms, and the turn runs
 while a worker waits for its next trial. On 5-second trials (issue 7.1's benchmark, 200
 trials, 2 at a time) ``gp-tpe`` brought worker utilization down to 0.929 from ``tpe``'s
-0.974, under the 95% hpo aims for; on trials of :data:`GP_TRIAL_SECONDS` its cost is
-about 3% of a trial, and on trials of a second it would be most of hpo's overhead.
+0.974, under the 95% hpo aims for; on trials of :data:`GP_TRIAL_SECONDS` 0.953, and on
+trials of a second it would be most of hpo's overhead.
 
 So with several objectives and torch installed (Optuna's GP is written in it), ``auto``
 starts as hpo's TPE (the start-up trials are random either way) and decides once, at the
@@ -73,8 +73,10 @@ def choose(study: optuna.Study, stops_early: bool) -> tuple[str, str] | None:
 def auto_choice(study: optuna.Study) -> str | None:
     """What ``auto`` chose for ``study`` and why, in words; None before it chose."""
     choice = study._storage.get_study_system_attrs(study._study_id).get(CHOICE_ATTR)
-    if not isinstance(choice, dict):
-        return None
+    return _described(choice) if isinstance(choice, dict) else None
+
+
+def _described(choice: dict[str, Any]) -> str:
     return f"{choice['sampler']} from trial {choice['trial']} ({choice['reason']})"
 
 
@@ -98,7 +100,7 @@ class AutoSampler(optuna.samplers.BaseSampler):
                 return self._tpe  # asked again at the next trial
             choice = {"sampler": decided[0], "reason": decided[1], "trial": trial.number}
             study._storage.set_study_system_attr(study._study_id, CHOICE_ATTR, choice)
-            print(f"sampler auto: {auto_choice(study)}", flush=True)
+            print(f"sampler auto: {_described(choice)}", flush=True)
         self._chosen = self._make_gp_tpe() if choice["sampler"] == "gp-tpe" else self._tpe
         return self._chosen
 
