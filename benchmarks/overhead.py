@@ -13,6 +13,7 @@ The same objective (``overhead_objective:Sleep``: sleep, return two metrics) run
     python benchmarks/overhead.py --budget 50  # quicker: 200 at 0 s, 100 at 1 s, 20 at 5 s
     python benchmarks/overhead.py --trials 50 --sleep 0 --peers hpo optuna
     python benchmarks/overhead.py --sleep 0 --peers hpo --profile /tmp/hpo.prof
+    python benchmarks/overhead.py --sleep 5 --peers hpo --budget 100000 --sampler gp-tpe
 
 Overhead per trial = (wall - busy / concurrency) / N, where busy is the time measured
 inside the objective; utilization = busy / (wall x concurrency). Wall runs from the call to
@@ -62,16 +63,17 @@ run:
   concurrency: {concurrency}
   resources: {{cpus: 1, gpus: 0}}
   seed: 0
-  sampler: auto
+  sampler: {sampler}
   report: false
 """
 
 
 # -- one peer, in a child process -------------------------------------------------------------
-def run_hpo(tmp: Path, trials: int, sleep: float, profile: str | None) -> None:
+def run_hpo(tmp: Path, trials: int, sleep: float, profile: str | None, sampler: str) -> None:
     os.environ["HPO_HOME"] = str(tmp / "home")
     study = tmp / "overhead.yaml"
-    study.write_text(STUDY.format(sleep=sleep, trials=trials, concurrency=CONCURRENCY))
+    study.write_text(STUDY.format(sleep=sleep, trials=trials, concurrency=CONCURRENCY,
+                                  sampler=sampler))
     import hpo
 
     def call() -> None:
@@ -128,7 +130,9 @@ def run_ray(tmp: Path, trials: int, sleep: float) -> None:
         ray.shutdown()
 
 
-def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[str, Any]:
+def measure(
+    peer: str, trials: int, sleep: float, profile: str | None, sampler: str
+) -> dict[str, Any]:
     """Run one peer here and measure it (this is the child process)."""
     with tempfile.TemporaryDirectory(prefix=f"overhead-{peer}-") as name:
         tmp = Path(name)
@@ -138,7 +142,7 @@ def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[s
         log.write_text("")
         started, started_at = time.perf_counter(), time.time()
         if peer == "hpo":
-            run_hpo(tmp, trials, sleep, profile)
+            run_hpo(tmp, trials, sleep, profile, sampler)
         elif peer == "optuna":
             run_optuna(tmp, trials, sleep)
         else:
@@ -150,6 +154,7 @@ def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[s
     steady = last - first
     return {
         "peer": peer,
+        "sampler": sampler if peer == "hpo" else None,
         "sleep_s": sleep,
         "trials": len(spans),
         "wall_s": round(wall, 2),
@@ -164,13 +169,15 @@ def measure(peer: str, trials: int, sleep: float, profile: str | None) -> dict[s
 
 
 # -- the driver --------------------------------------------------------------------------------
-def spawn(peer: str, trials: int, sleep: float, profile: str | None) -> dict[str, Any]:
+def spawn(
+    peer: str, trials: int, sleep: float, profile: str | None, sampler: str
+) -> dict[str, Any]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(HERE), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     )
     command = [sys.executable, __file__, "--child", peer, "--trials", str(trials),
-               "--sleep", str(sleep)]
+               "--sleep", str(sleep), "--sampler", sampler]
     if profile:
         command += ["--profile", profile]
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
@@ -232,12 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleep", type=float, nargs="+", default=[0.0, 1.0, 5.0],
                         help="seconds each trial sleeps; one run per value and peer")
     parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS)
+    parser.add_argument("--sampler", default="auto",
+                        help="hpo's run.sampler (default: auto, as a study that names none)")
     parser.add_argument("--profile", help="cProfile the hpo driver into this file")
     parser.add_argument("--out", help="JSON file (default: benchmarks/results/overhead.json)")
     parser.add_argument("--child", choices=PEERS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        result = measure(args.child, args.trials, args.sleep[0], args.profile)
+        result = measure(args.child, args.trials, args.sleep[0], args.profile, args.sampler)
         print(json.dumps(result), flush=True)
         return 0
     load_before = os.getloadavg()
@@ -246,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         trials = args.trials if sleep <= 0 else min(
             args.trials, max(1, int(args.budget * CONCURRENCY / sleep)))
         for peer in args.peers:
-            rows.append(spawn(peer, trials, sleep, args.profile if peer == "hpo" else None))
+            rows.append(spawn(peer, trials, sleep, args.profile if peer == "hpo" else None,
+                              args.sampler))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     load_after = os.getloadavg()
     print_table(rows)

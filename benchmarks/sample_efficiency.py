@@ -1,19 +1,20 @@
 """Sample efficiency under constraints: feasible hypervolume of hpo's default sampler vs Optuna's.
 
 Every sampler runs the same problems with the same seeds in the same harness: in-process
-Optuna ask/tell (in-memory storage), one trial at a time. A trial's parameters are drawn
-with :func:`hpo.trials.ask` (as hpo draws them), the objective runs, and the constraint
-values of the study file (:meth:`hpo.spec.Constraint.violation`: <= 0 when satisfied) are
-given the Optuna 5 way, ``trial.set_constraint(name, value)``, before ``study.tell``; every
-sampler reads them from the trial. Samplers: ``hpo`` (``hpo.samplers``' ``auto``, seeded
-from the run's seed), ``hpo-tpe`` (its ``tpe``: what ``auto`` is for trials under 10 s or
-with early stopping) and Optuna's ``tpe``, ``nsga2``, ``gp`` and ``random`` with their
-defaults.
+Optuna ask/tell (in-memory storage), one trial at a time (``--pending 2``: each drawn while
+another runs, as with two workers; 3: while two run, as hpo's ask-ahead with two workers).
+A trial's parameters are drawn with :func:`hpo.trials.ask` (as hpo draws them), the
+objective runs, and the constraint values of the study file
+(:meth:`hpo.spec.Constraint.violation`: <= 0 when satisfied) are given the Optuna 5 way,
+``trial.set_constraint(name, value)``, before ``study.tell``; every sampler reads them from
+the trial. Samplers: ``hpo`` (``hpo.samplers``' ``auto``, seeded from the run's seed),
+``hpo-tpe`` (its ``tpe``: what ``auto`` is for trials under 5 s or with early stopping) and
+Optuna's ``tpe``, ``nsga2``, ``gp`` and ``random`` with their defaults.
 
-Every trial is simulated to take ``--trial-seconds`` (default 10): its start and end times
-in the in-memory storage are that far apart, so ``auto`` chooses as it would for such
-trials (``gp-tpe`` from 10 s, ``tpe`` under: :mod:`hpo.samplers._auto`; with 5, the
-issue's yardstick, ``hpo`` is ``hpo-tpe``); the objectives themselves take microseconds.
+Every trial is simulated to take ``--trial-seconds`` (default 5, the issue's yardstick): its
+start and end times in the in-memory storage are that far apart, so ``auto`` chooses as it
+would for such trials (``gp-tpe`` from 5 s, ``tpe`` under: :mod:`hpo.samplers._auto`); the
+objectives themselves take microseconds.
 No trial is stopped early here (final metrics only): a ``curves`` study run by hpo, whose
 20 reports its early stopping acts on, gets ``auto``'s TPE.
 
@@ -44,6 +45,7 @@ and slowest) and writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -218,27 +220,28 @@ class SimulatedClock(optuna.storages.InMemoryStorage):
 
 
 def run_one(
-    spec: StudySpec, sampler_name: str, seed: int, trials: int, trial_seconds: float = 10.0
+    spec: StudySpec, sampler_name: str, seed: int, trials: int, trial_seconds: float = 5.0,
+    pending: int = 1,
 ) -> dict[str, Any]:
     """One study: per trial its minimized objective values if feasible (else None) and the
-    seconds its parameters took to draw."""
+    seconds its parameters took to draw. ``pending``: trials asked and not yet told when
+    one is drawn, itself included (1: one at a time; 2: two workers; 3: two workers and
+    the next trial asked ahead, as hpo does on Ray with a slow sampler); each is told, in
+    turn, once that many are out."""
     spec = dataclasses.replace(spec, seed=seed, trials=trials)
     study = optuna.create_study(directions=spec.directions, storage=SimulatedClock(trial_seconds),
                                 sampler=SAMPLERS[sampler_name](spec, seed))
     objective = make_objective(spec)
     feasible: list[list[float] | None] = []
     draw_s: list[float] = []
-    started = time.perf_counter()
-    for _ in range(trials):
-        tick = time.perf_counter()
-        with contextlib.redirect_stdout(sys.stderr):  # auto's choice, with the progress
-            trial, params = ask(study, spec)
-        draw_s.append(time.perf_counter() - tick)
+    out: collections.deque[tuple[optuna.Trial, dict[str, Any]]] = collections.deque()
+
+    def run_and_tell(trial: optuna.Trial, params: dict[str, Any]) -> None:
         metrics = evaluate(objective, spec, params, trial.number)
         if metrics is None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             feasible.append(None)
-            continue
+            return
         violations = [c.violation(metrics) for c in spec.constraints]
         for i, value in enumerate(violations):
             trial.set_constraint(str(i), value)
@@ -246,6 +249,17 @@ def run_one(
         study.tell(trial, values)
         minimized = [g.minimized(v) for g, v in zip(spec.goals, values, strict=True)]
         feasible.append(minimized if all(v <= 0 for v in violations) else None)
+
+    started = time.perf_counter()
+    for _ in range(trials):
+        tick = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr):  # auto's choice, with the progress
+            out.append(ask(study, spec))
+        draw_s.append(time.perf_counter() - tick)
+        if len(out) == pending:
+            run_and_tell(*out.popleft())
+    while out:
+        run_and_tell(*out.popleft())
     return {"points": feasible, "draw_s": draw_s, "wall_s": time.perf_counter() - started}
 
 
@@ -272,7 +286,8 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
               " s)", file=sys.stderr, flush=True)
         for sampler in args.samplers:
             for seed in args.seeds:
-                run = run_one(spec, sampler, seed, args.trials, args.trial_seconds)
+                run = run_one(spec, sampler, seed, args.trials, args.trial_seconds,
+                              args.pending)
                 draw_ms = [1000 * s for s in run["draw_s"]]
                 rows.append({
                     "problem": name, "sampler": sampler, "seed": seed, "trials": args.trials,
@@ -341,8 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200])
-    parser.add_argument("--trial-seconds", type=float, default=10.0,
-                        help="simulated duration of every trial (default 10)")
+    parser.add_argument("--trial-seconds", type=float, default=5.0,
+                        help="simulated duration of every trial (default 5)")
+    parser.add_argument("--pending", type=int, default=1,
+                        help="trials out when one is drawn, itself included: 1 (default) one "
+                        "at a time, 2 two workers, 3 two workers and one asked ahead")
     parser.add_argument("--out", help="JSON file (default: benchmarks/results/"
                         "sample_efficiency.json)")
     args = parser.parse_args(argv)

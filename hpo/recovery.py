@@ -24,8 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
-from hpo.summary import StudySummary
-from hpo.trials import SYSTEM_DRIVER, Outcome, decide, tell
+from hpo.trials import SYSTEM_DRIVER, decide, tell
 
 GRACE_INTERVALS = 3
 """Heartbeats a trial may miss before it is taken for interrupted."""
@@ -101,9 +100,9 @@ def _alive(pid: int) -> bool:
 
 
 class Heartbeat:
-    """Records a heartbeat for each trial this driver runs (an observer of the searcher):
-    at its start, then every interval, until it finishes; all from a daemon thread, so
-    the driver's loop does not wait for them."""
+    """Records a heartbeat for each trial this driver asked, from the moment it is asked
+    (its trial may wait for a worker: :mod:`hpo.execution._searcher`), then every interval,
+    until it ends; all from a daemon thread, so the driver's loop does not wait for them."""
 
     def __init__(self, study: optuna.Study, interval: float) -> None:
         self.study, self.interval = study, interval
@@ -115,18 +114,15 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._beat, name="hpo-heartbeat", daemon=True)
         self._thread.start()
 
-    def trial_started(self, trial: optuna.Trial, params: Mapping[str, Any]) -> None:
+    def start(self, trial: optuna.Trial) -> None:
         with self._lock:
             self._live[trial.number] = trial._trial_id
             self._new.append(trial._trial_id)
         self._wake.set()
 
-    def trial_reported(self, number: int, step: int, metrics: Mapping[str, float]) -> None:
-        pass
-
-    def trial_finished(self, outcome: Outcome, summary: StudySummary) -> None:
+    def stop(self, number: int) -> None:
         with self._lock:
-            self._live.pop(outcome.number, None)
+            self._live.pop(number, None)
 
     def _beat(self) -> None:
         due = time.monotonic() + self.interval

@@ -230,11 +230,11 @@ def _run(
     if progress is not None:
         observers.append(progress)
     heartbeat = Heartbeat(study, spec.heartbeat_interval)
-    observers.insert(0, heartbeat)  # first: a trial beats from the moment it is asked
     searcher = StudySearcher(study, spec, settings, observers, restored_stopping(study, spec),
                              recover=recovery.recover,
                              attrs_at_start={ATTR_GIT_COMMIT: tracker.git_commit},
-                             attrs_at_end=tracker.trial_attrs)  # fmt: skip
+                             attrs_at_end=tracker.trial_attrs, heartbeat=heartbeat,
+                             ask_ahead=spec.backend != "local")  # fmt: skip
     # The searcher ends the study when its budget is taken; retried crashes take more runs.
     runs = remaining * (1 + spec.max_retries)
     try:

@@ -222,6 +222,19 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
             self.check_trial_is_updatable(trial_id, state)
             self._set_attrs_without_commit(session, trial_id, user, system)
 
+    def set_trial_started(self, trial_id: int, system: Mapping[str, Any]) -> None:
+        """Running trial ``trial_id`` starts now: its start time becomes now, with the
+        system attributes ``system``, in one transaction (a trial asked ahead of a free
+        worker is handed to one: :mod:`hpo.execution._searcher`)."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session, True) as session:
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            self.check_trial_is_updatable(trial_id, trial.state)
+            trial.datetime_start = datetime.now()
+            self._set_attrs_without_commit(session, trial_id, {}, system)
+
     def set_constraints(self, attrs: Mapping[int, Mapping[str, Any]]) -> None:
         """Replace the constraint attributes (system attributes ``constraints`` and
         ``constraints:*``) of finished trials, trial id -> its new ones, in one transaction.

@@ -22,6 +22,7 @@ from hpo.trials import (
     ATTR_STOPPED,
     FINISHED,
     counts_towards_budget,
+    is_waiting,
 )
 
 
@@ -52,8 +53,8 @@ class StudySummary:
             pruned=states[TrialState.PRUNED],
             failed=sum(t.state == TrialState.FAIL and counts_towards_budget(t) for t in trials),
             interrupted=interrupted,
-            running=states[TrialState.RUNNING],
-            waiting=states[TrialState.WAITING],
+            running=sum(t.state == TrialState.RUNNING and not is_waiting(t) for t in trials),
+            waiting=sum(1 for t in trials if is_waiting(t)),
             feasible=sum(1 for t in trials if is_feasible(t)),
             front=tuple(front),
             hypervolume=hypervolume(front, goals),

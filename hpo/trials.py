@@ -76,6 +76,9 @@ ATTR_RETRY_OF = "retry_of"
 ATTR_ATTEMPT = "attempt"
 """On a retry: 1 for the first retry, 2 for the second, ..."""
 SYSTEM_DRIVER = "hpo:driver"
+SYSTEM_ASKED_AHEAD = "hpo:asked_ahead"
+"""On a trial asked before a worker was free for it (:mod:`hpo.execution._searcher`): True
+while it waits for one, False once it has one."""
 LEGACY_CONSTRAINTS = "constraints"
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -113,14 +116,26 @@ def budget_taken(study: optuna.Study) -> int:
     )
 
 
+def is_waiting(trial: optuna.trial.FrozenTrial) -> bool:
+    """Enqueued, or asked ahead of a free worker and waiting for one (RUNNING in Optuna,
+    so that the samplers treat its parameters as taken)."""
+    return trial.state == TrialState.WAITING or (
+        trial.state == TrialState.RUNNING and bool(trial.system_attrs.get(SYSTEM_ASKED_AHEAD)))
+
+
 def ask(
-    study: optuna.Study, spec: StudySpec, attrs: Mapping[str, Any] | None = None
+    study: optuna.Study, spec: StudySpec, attrs: Mapping[str, Any] | None = None,
+    ahead: bool = False,
 ) -> tuple[optuna.Trial, dict[str, Any]]:
     """Create a trial in storage (or take the next enqueued one) together with its seed,
     its driver and ``attrs`` (user attributes), then sample its active parameters in
     declaration order and store them together (with hpo's storage: two transactions in
-    all, whatever the number of parameters)."""
-    user, system = dict(attrs or {}), {SYSTEM_DRIVER: driver_id()}
+    all, whatever the number of parameters). ``ahead``: no worker is free for it yet
+    (:func:`hand_over` when one is)."""
+    user = dict(attrs or {})
+    system: dict[str, Any] = {SYSTEM_DRIVER: driver_id()}
+    if ahead:
+        system[SYSTEM_ASKED_AHEAD] = True
     trial = _start(study, lambda number: ({ATTR_SEED: trial_seed(spec.seed, number), **user},
                                           system))  # fmt: skip
     params: dict[str, Any] = {}
@@ -130,6 +145,17 @@ def ask(
             if parameter.is_active(params):
                 params[parameter.name] = _suggest(trial, parameter)
     return trial, params
+
+
+def hand_over(study: optuna.Study, trial: optuna.Trial) -> None:
+    """A trial asked ahead has a worker: it starts now (its start time in storage is reset,
+    so its duration is its run's) and no longer waits."""
+    storage = _hpo_storage(study)
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another driver
+        if storage is None:  # closed it: its outcome will not be recorded either
+            study._storage.set_trial_system_attr(trial._trial_id, SYSTEM_ASKED_AHEAD, False)
+        else:
+            storage.set_trial_started(trial._trial_id, {SYSTEM_ASKED_AHEAD: False})
 
 
 def _start(study: optuna.Study, attrs: Callable[[int], Attrs]) -> optuna.Trial:

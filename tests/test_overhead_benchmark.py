@@ -23,6 +23,7 @@ def test_measures_the_time_spent_inside_the_objective(tmp_path: Path) -> None:
     )
     (row,) = json.loads(out.read_text())["runs"]
     assert row["peer"] == "optuna" and row["trials"] == 6
+    assert row["sampler"] is None  # --sampler is hpo's (its run.sampler)
     # 6 trials of 0.2 s, 2 at a time: at least 0.6 s of wall time, workers mostly busy
     assert row["wall_s"] >= 0.6
     assert 0.3 < row["utilization"] <= 1.0

@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -17,6 +20,7 @@ import constrained_problems  # noqa: E402
 import sample_efficiency as bench  # noqa: E402
 
 from hpo.provenance import cpu  # noqa: E402
+from hpo.spec import StudySpec  # noqa: E402
 from objectives.bnh import BOUNDS, pareto_front  # noqa: E402
 
 CLASSIC = ("bnh", "tnk", "srn", "constr")
@@ -99,6 +103,23 @@ def test_tiny_run_writes_the_table_as_json(tmp_path: Path) -> None:
         "matches_best_peer_everywhere", "draw_under_250ms", "per_trial_under_250ms"}
     # the machine, CPU included: a result is only comparable with one from the same kind
     assert result["machine"]["cpu"] == cpu() and "--problems bnh" in result["command"]
+
+
+@pytest.mark.parametrize("pending", [1, 3])
+def test_pending_trials_are_drawn_while_that_many_run(
+    pending: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running_at_draw: list[int] = []
+    draw = bench.ask
+
+    def ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, dict[str, Any]]:
+        running_at_draw.append(len(study.get_trials(states=(TrialState.RUNNING,))))
+        return draw(study, spec)
+
+    monkeypatch.setattr(bench, "ask", ask)
+    run = bench.run_one(bench.load_problem("bnh"), "random", 0, 8, pending=pending)
+    assert running_at_draw == [min(n, pending - 1) for n in range(8)]
+    assert len(run["points"]) == 8  # every trial told, the last ones after the loop
 
 
 def test_targets_name_where_hpo_is_behind() -> None:

@@ -20,6 +20,7 @@ from hpo.samplers import (
     SAMPLERS,
     create_sampler,
     good_trials,
+    is_slow,
     tpe_options,
 )
 from hpo.spec import StudySpec, build_spec, load_spec
@@ -82,6 +83,13 @@ def test_single_objective_tpe_is_optuna_s_own() -> None:
     assert type(create_sampler(single_objective_bnh()).sampler) is optuna.samplers.TPESampler
     tpe = create_sampler(dataclasses.replace(load_spec("bnh"), sampler="tpe")).sampler
     assert type(tpe).__name__ == "PrunedAwareTPESampler"
+
+
+@pytest.mark.parametrize(("sampler", "slow"), [
+    ("tpe", False), ("nsga2", False), ("random", False), ("gp", True), ("gp-tpe", True)])
+def test_gp_samplers_are_slow_the_others_not(sampler: str, slow: bool) -> None:
+    """Slow: on Ray the driver asks for the next trial ahead of a free worker."""
+    assert is_slow(create_sampler(load_spec("bnh", [("run.sampler", sampler)]))) is slow
 
 
 def test_gp_tpe_gives_gp_every_other_turn_then_three_in_four() -> None:
@@ -273,11 +281,13 @@ def test_auto_chooses_gp_tpe_once_the_trials_prove_slow_and_keeps_the_choice(
 
     study, spec = _bnh_study_with_trials(seconds=12.0)
     study.sampler = create_sampler(spec)
+    assert not is_slow(study.sampler)  # TPE until it chooses
     ask(study, spec)  # trial 10: the first after the start-up trials, GP's turn
+    assert is_slow(study.sampler)  # on Ray, the driver now asks ahead
     assert study._storage.get_study_system_attrs(study._study_id)[CHOICE_ATTR] == {
-        "sampler": "gp-tpe", "reason": "trials take 12 s (median), at least 10 s", "trial": 10}
+        "sampler": "gp-tpe", "reason": "trials take 12 s (median), at least 5 s", "trial": 10}
     assert capsys.readouterr().out == (
-        "sampler auto: gp-tpe from trial 10 (trials take 12 s (median), at least 10 s)\n")
+        "sampler auto: gp-tpe from trial 10 (trials take 12 s (median), at least 5 s)\n")
     assert isinstance(study.sampler.sampler._chosen, GPTPESampler)  # type: ignore[attr-defined]
     assert any(k.startswith("gp:") for k in study.trials[10].system_attrs)  # GP proposed it
     # a resume (or another driver): the stored choice, said once is enough
@@ -288,7 +298,7 @@ def test_auto_chooses_gp_tpe_once_the_trials_prove_slow_and_keeps_the_choice(
 
 
 @pytest.mark.parametrize(("seconds", "reports", "stopping", "reason"), [
-    (5.0, 1, "moasha", "trials take 5 s (median), under 10 s"),
+    (4.0, 1, "moasha", "trials take 4 s (median), under 5 s"),
     (60.0, 12, "moasha", "trials report up to 12 times and are stopped early; GP learns only "
                          "from those that finish"),
 ])
@@ -303,6 +313,7 @@ def test_auto_keeps_tpe_for_fast_trials_or_early_stopped_ones(
     ask(study, spec)
     assert study._storage.get_study_system_attrs(study._study_id)[CHOICE_ATTR]["reason"] == reason
     assert study.sampler.sampler._chosen is study.sampler.sampler._tpe  # type: ignore[attr-defined]
+    assert not is_slow(study.sampler)
     assert not any(k.startswith("gp:") for k in study.trials[10].system_attrs)
     assert capsys.readouterr().out == f"sampler auto: tpe from trial 10 ({reason})\n"
 

@@ -5,11 +5,25 @@ truth, so resume and the dashboard see every trial), records early-stopped trial
 PRUNED rather than COMPLETE, and stores constraint values. Reports go through
 :meth:`StudySearcher.report`, which also decides early stopping; the Ray scheduler and the
 local backend both call it.
+
+Ray Tune asks for a trial in its control loop, once a worker is free, and the worker waits
+for the answer. Most samplers answer in milliseconds; a GP takes tenths of a second
+(``hpo.samplers.is_slow``), which kept 5-second trials' workers idle 7% of the time. So,
+where trials run on Ray (``ask_ahead``) and the sampler is slow, the searcher asks for the
+next trial in a thread of its own as soon as it has handed one out, while the workers are
+busy, and hands it out when Tune asks. The trial asked ahead is RUNNING in storage from
+then on, so the sampler knows its parameters are taken (GP and TPE model running trials)
+and it holds its unit of the budget, but it is marked as waiting
+(:data:`hpo.trials.SYSTEM_ASKED_AHEAD`, counted as waiting, not running); its start time
+is reset when a worker takes it. The price: its parameters were chosen without the result
+of the trial that finished just before it started. If the study stops first, it is closed
+as interrupted and runs again on resume, as the running trials do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 import optuna
@@ -17,6 +31,8 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from hpo.locking import study_lock
+from hpo.recovery import Heartbeat
+from hpo.samplers import is_slow
 from hpo.settings import Settings
 from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, Stop
@@ -31,8 +47,12 @@ from hpo.trials import (
     ask,
     budget_taken,
     decide,
+    hand_over,
     tell,
 )
+
+Asked = tuple[optuna.Trial, dict[str, Any]]
+"""A trial in storage and its parameters."""
 
 
 class Observer(Protocol):
@@ -56,8 +76,16 @@ class StudySearcher(Searcher):
         recover: Callable[[], object] | None = None,
         attrs_at_start: Mapping[str, Any] | None = None,
         attrs_at_end: Callable[[int], Mapping[str, Any]] | None = None,
+        heartbeat: Heartbeat | None = None,
+        ask_ahead: bool = False,
     ) -> None:
         super().__init__()
+        self.heartbeat = heartbeat
+        """Beats for each trial from the moment it is asked until it is told."""
+        self._asker = ThreadPoolExecutor(1, "hpo-ask-ahead") if ask_ahead else None
+        """Asks for the next trial ahead of a free worker, with a slow sampler (module
+        docstring); None: never."""
+        self._ahead: Future[Asked | None] | None = None
         self.recover = recover
         """Closes trials whose driver is gone, under the lock, before each ask."""
         self.attrs_at_start = dict(attrs_at_start or {})
@@ -80,23 +108,21 @@ class StudySearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
-        """The next trial's config; ``Searcher.FINISHED`` once the study's budget is taken.
-
-        The budget is shared by every driver of the study: finished trials that count plus
-        trials running anywhere. Counting and asking happen under the study's lock, so
-        drivers started together never exceed it.
-        """
+        """The next trial's config (the one asked ahead, if any); ``Searcher.FINISHED``
+        once the study's budget is taken."""
         if self.interrupted:
             return None
-        with study_lock(self.settings, self.study.study_name):
-            if self.recover is not None:
-                self.recover()
-            if budget_taken(self.study) >= self.spec.trials:
-                return Searcher.FINISHED
-            trial, params = ask(self.study, self.spec, self.attrs_at_start)
-        self._live[trial_id] = (trial, params)
+        ahead = self._take_ahead()
+        asked = ahead or self._ask()
+        if asked is None:
+            return Searcher.FINISHED
+        trial, params = self._live[trial_id] = asked
         for observer in self.observers:
             observer.trial_started(trial, params)
+        if self._asker is not None and is_slow(self.study.sampler):
+            self._ahead = self._asker.submit(self._ask, True, trial if ahead else None)
+        elif ahead is not None:
+            hand_over(self.study, trial)
         return {
             "study": self.study.study_name,
             "objective": self.spec.objective,
@@ -110,6 +136,32 @@ class StudySearcher(Searcher):
                 self.settings.study_dir(self.study.study_name) / "trials" / f"{trial.number:04d}"
             ),
         }
+
+    def _ask(self, ahead: bool = False, handed: optuna.Trial | None = None) -> Asked | None:
+        """A new trial, or None once the study's budget is taken. ``ahead``: asked ahead of
+        a free worker, in the asking thread, where ``handed`` is the trial asked ahead
+        before it, which a worker has just taken (recorded here first, off Tune's loop).
+
+        The budget is shared by every driver of the study: finished trials that count plus
+        trials running anywhere. Counting and asking happen under the study's lock, so
+        drivers started together never exceed it.
+        """
+        if handed is not None:
+            hand_over(self.study, handed)
+        with study_lock(self.settings, self.study.study_name):
+            if self.recover is not None:
+                self.recover()
+            if budget_taken(self.study) >= self.spec.trials:
+                return None
+            trial, params = ask(self.study, self.spec, self.attrs_at_start, ahead)
+        if self.heartbeat is not None:
+            self.heartbeat.start(trial)
+        return trial, params
+
+    def _take_ahead(self) -> Asked | None:
+        """The trial asked ahead, if any, once asked (its errors are raised here)."""
+        ahead, self._ahead = self._ahead, None
+        return None if ahead is None else ahead.result()
 
     def report(self, trial_id: str, result: dict[str, Any]) -> bool:
         """Pass an intermediate report on to the observers; True if the trial must stop."""
@@ -152,6 +204,8 @@ class StudySearcher(Searcher):
         if self.attrs_at_end is not None:
             outcome.attrs.update(self.attrs_at_end(trial.number))
         tell(self.study, trial, outcome)
+        if self.heartbeat is not None:
+            self.heartbeat.stop(trial.number)
         summary = StudySummary.of(self.study.get_trials(deepcopy=False), self.spec.goals)
         for observer in self.observers:
             observer.trial_finished(outcome, summary)
@@ -165,11 +219,22 @@ class StudySearcher(Searcher):
                                      if key in result}  # fmt: skip
 
     def close_unfinished_if_any(self) -> None:
-        """Tell every trial Ray did not report back as interrupted (driver stopping)."""
-        if self._live:
+        """Tell every trial Ray did not report back as interrupted (driver stopping), and
+        the trial asked ahead, if any: no worker took it (nobody saw it start)."""
+        ahead = None
+        if self._ahead is not None and self._ahead.exception() is None:  # else: no trial
+            ahead = self._take_ahead()
+        if self._asker is not None:
+            self._asker.shutdown()
+        if self._live or ahead is not None:
             self.interrupted = True
         for trial_id in list(self._live):
             self.on_trial_complete(trial_id)
+        if ahead is not None:
+            trial, params = ahead
+            tell(self.study, trial, decide(self.spec, trial.number, params, None))
+            if self.heartbeat is not None:
+                self.heartbeat.stop(trial.number)
 
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles its search algorithm with the experiment; nothing here is needed to

@@ -1,6 +1,6 @@
 """Optuna samplers by name, built lazily.
 
-``auto`` is ``tpe`` or, once the trials prove to take 10 s or more and early stopping cannot
+``auto`` is ``tpe`` or, once the trials prove to take 5 s or more and early stopping cannot
 act on them, ``gp-tpe`` (several objectives, torch installed: :mod:`hpo.samplers._auto`).
 
 ``tpe`` is multivariate TPE (grouped for conditional spaces, constant liar for parallel
@@ -138,6 +138,14 @@ SAMPLERS: dict[str, Callable[[int, StudySpec], optuna.samplers.BaseSampler]] = {
 }
 
 
+def is_slow(sampler: optuna.samplers.BaseSampler) -> bool:
+    """Whether ``sampler`` takes tenths of a second or more per trial (GP), so that a
+    driver with workers elsewhere asks it for the next trial while the running ones run
+    (:mod:`hpo.execution._searcher`). A sampler says so with a ``slow`` attribute; ``auto``
+    once it has chosen ``gp-tpe``."""
+    return bool(getattr(sampler, "slow", False))
+
+
 def create_sampler(spec: StudySpec, session: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler the study asks for, seeded from the study seed and the driver session,
     in :class:`FallbackOnError` (a trial whose sampler raises is drawn at random).
@@ -159,5 +167,6 @@ __all__ = [
     "auto_choice",
     "create_sampler",
     "good_trials",
+    "is_slow",
     "tpe_options",
 ]

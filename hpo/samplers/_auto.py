@@ -1,12 +1,15 @@
 """``run.sampler: auto``: hpo's TPE, or ``gp-tpe`` where the trials are slow enough for GP.
 
 ``gp-tpe`` is the more sample-efficient on every constrained benchmark problem
-(docs/benchmarks.md), but a GP turn costs up to about 250 ms late in a 200-trial study on
-an idle 2-core machine (more on a loaded one), a TPE turn about 1 ms, and the turn runs
-while a worker waits for its next trial. On 5-second trials (issue 7.1's benchmark, 200
-trials, 2 at a time) ``gp-tpe`` brought worker utilization down to 0.929 from ``tpe``'s
-0.974, under the 95% hpo aims for; on trials of :data:`GP_TRIAL_SECONDS` 0.953, and on
-trials of a second it would be most of hpo's overhead.
+(docs/benchmarks.md), but a GP turn costs tenths of a second late in a 200-trial study (on
+an idle 2-core machine 90-130 ms per trial on average over 200 trials, single turns up to
+about 470 ms), a TPE turn about 1 ms. On Ray the driver asks GP for the next trial while
+the running ones run (:mod:`hpo.execution._searcher`), so workers do not wait for it: on
+5-second trials (issue 7.1's benchmark, 200 trials, 2 at a time) worker utilization was
+0.983 with ``gp-tpe`` (0.935 before the driver asked ahead), and on 1-second trials
+``gp-tpe`` cost no more per trial than ``tpe``. It still takes the driver's CPU, so ``auto``
+keeps it for trials of :data:`GP_TRIAL_SECONDS` or more, where its cost is under 5% of a
+trial, the share issue 7.2 allows a sampler.
 
 So with several objectives and torch installed (Optuna's GP is written in it), ``auto``
 starts as hpo's TPE (the start-up trials are random either way) and decides once, at the
@@ -34,7 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 if TYPE_CHECKING:
     from hpo.spec import StudySpec
 
-GP_TRIAL_SECONDS = 10.0
+GP_TRIAL_SECONDS = 5.0
 """COMPLETE trials at least this long (median, when ``auto`` decides) make it choose
 ``gp-tpe``."""
 
@@ -89,6 +92,11 @@ class AutoSampler(optuna.samplers.BaseSampler):
         """``gp_tpe()`` builds ``gp-tpe`` on this same TPE (its start-up trials are TPE's)."""
         self._startup_trials, self._stops_early = startup_trials, stops_early
         self._chosen: optuna.samplers.BaseSampler | None = None
+
+    @property
+    def slow(self) -> bool:
+        """Whether it chose ``gp-tpe`` (see ``hpo.samplers.is_slow``)."""
+        return getattr(self._chosen, "slow", False)
 
     def _sampler(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
         if self._chosen is not None or trial.number < self._startup_trials:

@@ -42,6 +42,10 @@ class FallbackOnError(optuna.samplers.BaseSampler):
         """Numbers of the running trials whose sampler raised: the rest of their parameters
         are drawn at random."""
 
+    @property
+    def slow(self) -> bool:
+        return getattr(self.sampler, "slow", False)
+
     def _guard(
         self, study: optuna.Study, trial: FrozenTrial, call: Callable[[], T],
         fallback: Callable[[], T],

@@ -23,6 +23,8 @@ from optuna.trial import FrozenTrial, TrialState
 class FailureAwareGPSampler(optuna.samplers.GPSampler):
     """Optuna's GPSampler, fitted to the study as :class:`_FailedAsWorst` shows it."""
 
+    slow = True  # see hpo.samplers.is_slow
+
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:

@@ -46,6 +46,8 @@ trials (module docstring)."""
 
 
 class GPTPESampler(optuna.samplers.BaseSampler):
+    slow = True  # its GP turns: see hpo.samplers.is_slow
+
     def __init__(self, tpe: optuna.samplers.BaseSampler, seed: int, startup_trials: int):
         self._tpe = tpe
         # TPE draws what GP's space leaves out; GP forwards before/after_trial to it.
