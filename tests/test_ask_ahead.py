@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hpo.execution import _searcher as _searcher_module
 from hpo.execution._searcher import StudySearcher
 from hpo.recovery import Heartbeat
 from hpo.runner import restored_stopping
@@ -50,7 +51,7 @@ class Seen:
 
 @pytest.fixture
 def spec() -> StudySpec:
-    return load_spec("bnh", [("run.trials", 3), ("run.sampler", "gp-tpe")])
+    return load_spec("bnh", [("run.trials", 4), ("run.sampler", "gp-tpe")])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -93,35 +94,38 @@ def test_the_next_trial_is_asked_ahead_waits_then_starts_when_handed_out(
 ) -> None:
     seen = Seen()
     searcher = _searcher(settings, spec, seen)
-    first = searcher.suggest("t0")
+    first = searcher.suggest("t0")  # not asked ahead: no trial has ended to time it by
     assert isinstance(first, dict) and first["number"] == 0
-    trials = _trials(searcher, 2)
-    assert _ahead(trials[0]) is None and _ahead(trials[1]) is True
-    assert trials[1].state == TrialState.RUNNING and set(trials[1].params) == {"x", "y"}
+    searcher.on_trial_complete("t0", GOOD)  # a trial of milliseconds: ask ahead from now
+    second = searcher.suggest("t1")
+    assert isinstance(second, dict) and second["number"] == 1
+    trials = _trials(searcher, 3)
+    assert [_ahead(t) for t in trials] == [None, None, True]
+    assert trials[2].state == TrialState.RUNNING and set(trials[2].params) == {"x", "y"}
     summary = StudySummary.of(trials, spec.goals)
     assert (summary.running, summary.waiting) == (1, 1)  # asked ahead: waiting, not running
-    assert seen.started == [0]  # MLflow and the progress see it once a worker has it
+    assert seen.started == [0, 1]  # MLflow and the progress see it once a worker has it
 
     time.sleep(0.3)
     handed_at = datetime.now()  # storage's clock: local, naive
-    second = searcher.suggest("t1")
-    assert isinstance(second, dict) and second["number"] == 1
-    assert second["params"] == trials[1].params
-    assert seen.started == [0, 1]
-    trials = _trials(searcher, 3)  # trial 1 is recorded as handed out before 2 is asked
-    assert _ahead(trials[1]) is False and _ahead(trials[2]) is True
-    assert trials[1].datetime_start >= handed_at  # its start is when a worker took it
-
-    searcher.on_trial_complete("t0", GOOD)
-    searcher.on_trial_complete("t1", GOOD)
     third = searcher.suggest("t2")
     assert isinstance(third, dict) and third["number"] == 2
-    searcher.on_trial_complete("t2", GOOD)
-    assert searcher.suggest("t3") == "FINISHED"  # the budget: nothing asked beyond it
+    assert third["params"] == trials[2].params
+    assert seen.started == [0, 1, 2]
+    trials = _trials(searcher, 4)  # trial 2 is recorded as handed out before 3 is asked
+    assert _ahead(trials[2]) is False and _ahead(trials[3]) is True
+    assert trials[2].datetime_start >= handed_at  # its start is when a worker took it
+
+    for trial_id in ("t1", "t2"):
+        searcher.on_trial_complete(trial_id, GOOD)
+    fourth = searcher.suggest("t3")
+    assert isinstance(fourth, dict) and fourth["number"] == 3
+    searcher.on_trial_complete("t3", GOOD)
+    assert searcher.suggest("t4") == "FINISHED"  # the budget: nothing asked beyond it
     searcher.close_unfinished_if_any()
     study = searcher.study
-    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 3
-    assert seen.finished == [0, 1, 2] and not searcher.interrupted
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 4
+    assert seen.finished == [0, 1, 2, 3] and not searcher.interrupted
 
 
 def test_a_trial_asked_ahead_is_interrupted_with_the_running_ones_and_runs_again(
@@ -130,13 +134,14 @@ def test_a_trial_asked_ahead_is_interrupted_with_the_running_ones_and_runs_again
     seen = Seen()
     searcher = _searcher(settings, spec, seen)
     searcher.suggest("t0")
+    searcher.on_trial_complete("t0", GOOD)
     searcher.suggest("t1")
     asked = _trials(searcher, 3)[2]
     searcher.close_unfinished_if_any()  # the driver stops (Ctrl+C)
     assert searcher.interrupted
     study = searcher.study
     closed = study.get_trials(states=(TrialState.FAIL,))
-    assert [t.number for t in closed] == [0, 1, 2]
+    assert [t.number for t in closed] == [1, 2]
     assert all(t.user_attrs.get("interrupted") for t in closed)
     assert seen.started == [0, 1] and seen.finished == [0, 1]  # no MLflow run for trial 2
     waiting = study.get_trials(states=(TrialState.WAITING,))  # enqueued to run on resume
@@ -145,20 +150,34 @@ def test_a_trial_asked_ahead_is_interrupted_with_the_running_ones_and_runs_again
     assert not searcher.heartbeat._live  # type: ignore[union-attr]
 
 
+def test_trials_much_longer_than_an_ask_are_not_asked_ahead(
+    settings: Settings, spec: StudySpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting for the sampler would cost such trials' workers little; asking ahead costs
+    each trial the result of the one before it."""
+    monkeypatch.setattr(_searcher_module, "ASK_AHEAD_SHARE", 1e6)  # as if trials took ages
+    searcher = _searcher(settings, spec, Seen())
+    searcher.suggest("t0")
+    searcher.on_trial_complete("t0", GOOD)
+    searcher.suggest("t1")
+    searcher.close_unfinished_if_any()  # waits for a trial being asked ahead, if any
+    assert len(searcher.study.get_trials()) == 2 + 1  # and trial 1's configuration, enqueued
+
+
 def test_a_gp_study_on_ray_never_has_more_trials_running_than_workers(
     workdir: Path, run_hpo: RunHpo
 ) -> None:
     """End to end: trials asked ahead, and storage's start and end times show no more
     than ``run.concurrency`` trials at once (a start time is when a worker took it)."""
     result = run_hpo("study", str(TESTS_DIR / "support" / "flaky.yaml"), "--sampler", "gp-tpe",
-                     "--trials", "8", "--set", "objective.args.sleep=1",
+                     "--trials", "10", "--set", "objective.args.sleep=0.5",
                      "--set", "run.startup_trials=2")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     study = optuna.load_study(
         study_name="flaky", storage=f"sqlite:///{workdir / 'storage' / 'optuna.db'}")
     trials = study.get_trials()
-    assert len(trials) == 8 and all(t.state.is_finished() for t in trials)
-    assert sum(_ahead(t) is False for t in trials) >= 5  # all but the first ones
+    assert len(trials) == 10 and all(t.state.is_finished() for t in trials)
+    assert sum(_ahead(t) is False for t in trials) >= 4  # from the first trial's end on
     assert not any(_ahead(t) for t in trials)
     for trial in trials:
         assert trial.datetime_start is not None and trial.datetime_complete is not None

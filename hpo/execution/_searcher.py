@@ -9,19 +9,25 @@ local backend both call it.
 Ray Tune asks for a trial in its control loop, once a worker is free, and the worker waits
 for the answer. Most samplers answer in milliseconds; a GP takes tenths of a second
 (``hpo.samplers.is_slow``), which kept 5-second trials' workers idle 7% of the time. So,
-where trials run on Ray (``ask_ahead``) and the sampler is slow, the searcher asks for the
-next trial in a thread of its own as soon as it has handed one out, while the workers are
-busy, and hands it out when Tune asks. The trial asked ahead is RUNNING in storage from
-then on, so the sampler knows its parameters are taken (GP and TPE model running trials)
-and it holds its unit of the budget, but it is marked as waiting
-(:data:`hpo.trials.SYSTEM_ASKED_AHEAD`, counted as waiting, not running); its start time
-is reset when a worker takes it. The price: its parameters were chosen without the result
-of the trial that finished just before it started. If the study stops first, it is closed
-as interrupted and runs again on resume, as the running trials do.
+where trials run on Ray (``ask_ahead``), the sampler is slow and its asks take
+:data:`ASK_AHEAD_SHARE` of a trial or more, the searcher asks for the next trial in a
+thread of its own as soon as it has handed one out, while the workers are busy, and hands
+it out when Tune asks. The trial asked ahead is RUNNING in storage from then on, so the
+sampler knows its parameters are taken (GP and TPE model running trials) and it holds its
+unit of the budget, but it is marked as waiting (:data:`hpo.trials.SYSTEM_ASKED_AHEAD`,
+counted as waiting, not running); its start time is reset when a worker takes it. If the
+study stops first, it is closed as interrupted and runs again on resume, as the running
+trials do. The price: its parameters were chosen without the result of the trial that
+finished just before it started, which on the harder benchmark problems cost ``gp-tpe``
+0.5-3% of the true front's hypervolume (docs/benchmarks.md); so trials much longer than
+an ask, where waiting for the sampler costs the workers little, do without.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
@@ -53,6 +59,14 @@ from hpo.trials import (
 
 Asked = tuple[optuna.Trial, dict[str, Any]]
 """A trial in storage and its parameters."""
+
+ASK_AHEAD_SHARE = 0.01
+"""A slow sampler's asks (mean of the last 10) taking this share of a trial (median of the
+last 20 this driver ran, from hand-out to end) or more: ask ahead. A judgement, not a
+measured optimum: waiting cost the workers more than the asks' share (on 5-second trials
+``gp-tpe`` without asking ahead left them idle 6.5% of the time), and below 1% the few
+trials more that asking ahead buys in the same time are worth less than what it costs
+each trial's choice (docs/benchmarks.md, "Asking ahead")."""
 
 
 class Observer(Protocol):
@@ -86,6 +100,9 @@ class StudySearcher(Searcher):
         """Asks for the next trial ahead of a free worker, with a slow sampler (module
         docstring); None: never."""
         self._ahead: Future[Asked | None] | None = None
+        self._ask_seconds: deque[float] = deque(maxlen=10)
+        self._trial_seconds: deque[float] = deque(maxlen=20)
+        self._handed_at: dict[str, float] = {}
         self.recover = recover
         """Closes trials whose driver is gone, under the lock, before each ask."""
         self.attrs_at_start = dict(attrs_at_start or {})
@@ -117,9 +134,10 @@ class StudySearcher(Searcher):
         if asked is None:
             return Searcher.FINISHED
         trial, params = self._live[trial_id] = asked
+        self._handed_at[trial_id] = time.monotonic()
         for observer in self.observers:
             observer.trial_started(trial, params)
-        if self._asker is not None and is_slow(self.study.sampler):
+        if self._asker is not None and self._worth_asking_ahead():
             self._ahead = self._asker.submit(self._ask, True, trial if ahead else None)
         elif ahead is not None:
             hand_over(self.study, trial)
@@ -153,10 +171,18 @@ class StudySearcher(Searcher):
                 self.recover()
             if budget_taken(self.study) >= self.spec.trials:
                 return None
+            started = time.monotonic()
             trial, params = ask(self.study, self.spec, self.attrs_at_start, ahead)
+            self._ask_seconds.append(time.monotonic() - started)
         if self.heartbeat is not None:
             self.heartbeat.start(trial)
         return trial, params
+
+    def _worth_asking_ahead(self) -> bool:
+        """Ask the next trial ahead (module docstring)? Not before a trial has ended here."""
+        return bool(self._trial_seconds) and is_slow(self.study.sampler) and (
+            statistics.fmean(self._ask_seconds)
+            >= ASK_AHEAD_SHARE * statistics.median(self._trial_seconds))
 
     def _take_ahead(self) -> Asked | None:
         """The trial asked ahead, if any, once asked (its errors are raised here)."""
@@ -192,6 +218,7 @@ class StudySearcher(Searcher):
         self._record_where(trial_id, result)
         where = self._where.pop(trial_id, {})
         trial, params = self._live.pop(trial_id)
+        self._trial_seconds.append(time.monotonic() - self._handed_at.pop(trial_id))
         outcome = decide(
             self.spec, trial.number, params, result, crashed=error,
             interrupted=self.interrupted, stop=self._stops.pop(trial_id, None),
