@@ -45,6 +45,7 @@ class StudySummary:
     @classmethod
     def of(cls, trials: Sequence[FrozenTrial], goals: Sequence[Goal]) -> StudySummary:
         states = Counter(t.state for t in trials)
+        waiting = sum(1 for t in trials if is_waiting(t))  # enqueued or asked ahead
         interrupted = sum(1 for t in trials if t.user_attrs.get(ATTR_INTERRUPTED))
         front = pareto_front(trials, goals)
         return cls(
@@ -53,8 +54,8 @@ class StudySummary:
             pruned=states[TrialState.PRUNED],
             failed=sum(t.state == TrialState.FAIL and counts_towards_budget(t) for t in trials),
             interrupted=interrupted,
-            running=sum(t.state == TrialState.RUNNING and not is_waiting(t) for t in trials),
-            waiting=sum(1 for t in trials if is_waiting(t)),
+            running=states[TrialState.RUNNING] + states[TrialState.WAITING] - waiting,
+            waiting=waiting,
             feasible=sum(1 for t in trials if is_feasible(t)),
             front=tuple(front),
             hypervolume=hypervolume(front, goals),
