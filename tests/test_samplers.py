@@ -188,6 +188,68 @@ def test_gp_tpe_s_acquisition_settings_are_optuna_s_attributes() -> None:
     assert {name: getattr(sampler._gp, name) for name in GP_SEARCH} == GP_SEARCH  # type: ignore[attr-defined]
 
 
+def test_two_objective_boxes_are_optuna_s_in_the_same_order() -> None:
+    """hpo's GP decomposes two-objective fronts itself (Optuna's Python loop took half of a
+    GP turn with trials running); the boxes must be Optuna's exactly, or the acquisition
+    function changes. Fronts with ties and duplicates, dense fronts, single points."""
+    from hpo.samplers._gp_speedups import OPTUNA_BOX_BOUNDS, two_objective_box_bounds
+
+    rng = np.random.default_rng(0)
+    cases = [np.array([[1.0, 2.0]]), np.array([[1.0, 2.0], [1.0, 2.0], [1.0, 3.0]])]
+    for i in range(300):
+        n = int(rng.integers(1, 120))
+        if i % 3 == 0:
+            cases.append(rng.integers(0, 8, size=(n, 2)).astype(float))  # ties, duplicates
+        elif i % 3 == 1:
+            x = rng.uniform(size=n)  # nearly every point on the front
+            cases.append(np.c_[x, 1 - x + 0.01 * rng.normal(size=n)])
+        else:
+            cases.append(rng.normal(size=(n, 2)))
+    for points in cases:
+        ref = points.max(axis=0) + 0.5
+        lower, upper = two_objective_box_bounds(points, ref)
+        expected_lower, expected_upper = OPTUNA_BOX_BOUNDS(points, ref)
+        assert np.array_equal(lower, expected_lower) and np.array_equal(upper, expected_upper)
+    three = rng.normal(size=(20, 3))  # more objectives: Optuna's own
+    for mine, optunas in zip(two_objective_box_bounds(three, three.max(axis=0) + 1),
+                             OPTUNA_BOX_BOUNDS(three, three.max(axis=0) + 1), strict=True):
+        assert np.array_equal(mine, optunas)
+
+
+@pytest.mark.parametrize("running", [0, 2])
+def test_hpo_s_gp_proposes_what_optuna_s_does_when_no_trial_failed(running: int) -> None:
+    """hpo's GP turn takes two faster paths through Optuna's (hpo.samplers._gp_speedups):
+    the proposals must be Optuna's, with trials running (batch acquisition: one box
+    decomposition per QMC sample) and without; and Optuna's GPSampler gets its own
+    internals back after hpo's turn."""
+    import optuna._gp.acqf as optuna_acqf
+    import optuna.samplers._gp.sampler as optuna_gp_sampler
+    from optuna.distributions import FloatDistribution
+
+    from hpo.samplers._gp import FailureAwareGPSampler
+    from hpo.samplers._gp_speedups import OPTUNA_BOX_BOUNDS, OPTUNA_TORCH
+
+    space = {"x": FloatDistribution(0, 5), "y": FloatDistribution(0, 3)}
+    State = optuna.trial.TrialState
+    rng = np.random.default_rng(1)
+    points = rng.uniform((0, 0), (5, 3), size=(12 + running, 2))
+    proposals = []
+    for sampler in (FailureAwareGPSampler(seed=3), optuna.samplers.GPSampler(seed=3)):
+        study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+        for i, (x, y) in enumerate(points):
+            told = i < 12
+            study.add_trial(optuna.trial.create_trial(
+                params={"x": x, "y": y}, distributions=space,
+                state=State.COMPLETE if told else State.RUNNING,
+                values=[4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2] if told else None,
+                constraints={"0": (x - 5) ** 2 + y**2 - 25} if told else None))
+        trial = study.ask()
+        proposals.append((trial.suggest_float("x", 0, 5), trial.suggest_float("y", 0, 3)))
+        assert optuna_acqf.get_non_dominated_box_bounds is OPTUNA_BOX_BOUNDS
+        assert optuna_gp_sampler.torch is OPTUNA_TORCH
+    assert proposals[0] == proposals[1]
+
+
 class _Raises(optuna.samplers.RandomSampler):
     """Random sampling that raises where a sampler bug would: in its model (relative
     sampling) on trial 11, in one parameter (independent sampling) on trial 12, before
