@@ -2,8 +2,8 @@
 give the same proposals (``tests/test_samplers.py`` checks both against Optuna's).
 
 * **Two-objective box decomposition.** The hypervolume improvement needs the region no
-  finished trial dominates cut into boxes. Optuna's general algorithm loops in Python, a
-  few milliseconds per call on a dense front of 150 points; with trials running, GP's
+  finished trial dominates cut into boxes. Optuna's general algorithm loops in Python,
+  about 10 ms per call on a dense front of 150 points; with trials running, GP's
   batch acquisition decomposes once per QMC sample (32 per turn in ``gp-tpe``), which was
   half of a late GP turn on ``bnh`` with two workers. In two dimensions the boxes are the
   front's staircase: :func:`two_objective_box_bounds`, microseconds.
