@@ -88,14 +88,9 @@ def _hpo_sampler(spec: StudySpec, seed: int, name: str) -> optuna.samplers.BaseS
 
 
 def _optuna_gp_faster(spec: StudySpec, seed: int) -> optuna.samplers.BaseSampler:
-    from hpo.samplers._gp_speedups import faster_gp_turn  # imports torch
+    from hpo.samplers._gp_speedups import FasterGPSampler  # imports torch
 
-    class OptunaGPFaster(optuna.samplers.GPSampler):
-        def sample_relative(self, *args: Any) -> dict[str, Any]:
-            with faster_gp_turn():
-                return super().sample_relative(*args)
-
-    return OptunaGPFaster(seed=seed)
+    return FasterGPSampler(seed=seed)
 
 
 HPO_SAMPLERS = {"hpo": "auto", "hpo-tpe": "tpe"}

@@ -22,10 +22,10 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.samplers._gp_speedups import faster_gp_turn
+from hpo.samplers._gp_speedups import FasterGPSampler
 
 
-class FailureAwareGPSampler(optuna.samplers.GPSampler):
+class FailureAwareGPSampler(FasterGPSampler):
     """Optuna's GPSampler, fitted to the study as :class:`_FailedAsWorst` shows it."""
 
     slow = True  # see hpo.samplers.is_slow
@@ -33,8 +33,7 @@ class FailureAwareGPSampler(optuna.samplers.GPSampler):
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        with faster_gp_turn():
-            return super().sample_relative(_FailedAsWorst.of(study), trial, search_space)
+        return super().sample_relative(_FailedAsWorst.of(study), trial, search_space)
 
 
 class _FailedAsWorst:

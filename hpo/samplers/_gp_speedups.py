@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import numpy as np
+import optuna
 import optuna._gp.acqf as optuna_acqf
 import optuna.samplers._gp.sampler as optuna_gp_sampler
 import torch
@@ -66,14 +67,25 @@ class _TorchOnCPUAlready:
         return contextlib.nullcontext()
 
 
+_TORCH_ON_CPU_ALREADY = cast(Any, _TorchOnCPUAlready())
+
+
 @contextlib.contextmanager
 def faster_gp_turn() -> Iterator[None]:
     """One GP turn with both faster paths (module docstring)."""
     optuna_acqf.get_non_dominated_box_bounds = two_objective_box_bounds
     if torch.get_default_device().type == "cpu":
-        optuna_gp_sampler.torch = cast(Any, _TorchOnCPUAlready())
+        optuna_gp_sampler.torch = _TORCH_ON_CPU_ALREADY
     try:
         yield
     finally:
         optuna_acqf.get_non_dominated_box_bounds = OPTUNA_BOX_BOUNDS
         optuna_gp_sampler.torch = OPTUNA_TORCH
+
+
+class FasterGPSampler(optuna.samplers.GPSampler):
+    """Optuna's GPSampler whose turns take both faster paths: the same proposals."""
+
+    def sample_relative(self, *args: Any) -> dict[str, Any]:
+        with faster_gp_turn():
+            return super().sample_relative(*args)
