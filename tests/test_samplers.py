@@ -216,38 +216,57 @@ def test_two_objective_boxes_are_optuna_s_in_the_same_order() -> None:
         assert np.array_equal(mine, optunas)
 
 
-@pytest.mark.parametrize("running", [0, 2])
-def test_hpo_s_gp_proposes_what_optuna_s_does_when_no_trial_failed(running: int) -> None:
-    """hpo's GP turn takes two faster paths through Optuna's (hpo.samplers._gp_speedups):
-    the proposals must be Optuna's, with trials running (batch acquisition: one box
-    decomposition per QMC sample) and without; and Optuna's GPSampler gets its own
-    internals back after hpo's turn."""
-    import optuna._gp.acqf as optuna_acqf
-    import optuna.samplers._gp.sampler as optuna_gp_sampler
+def _bnh_proposal(
+    sampler: optuna.samplers.BaseSampler, running: list[tuple[float, float]], told: int = 12,
+) -> tuple[float, float]:
+    """What ``sampler`` proposes on a constrained two-objective problem (bnh's objectives
+    and first constraint) after ``told`` finished random trials, with ``running`` ones."""
     from optuna.distributions import FloatDistribution
 
-    from hpo.samplers._gp import FailureAwareGPSampler
-    from hpo.samplers._gp_speedups import OPTUNA_BOX_BOUNDS, OPTUNA_TORCH
-
     space = {"x": FloatDistribution(0, 5), "y": FloatDistribution(0, 3)}
-    State = optuna.trial.TrialState
-    rng = np.random.default_rng(1)
-    points = rng.uniform((0, 0), (5, 3), size=(12 + running, 2))
-    proposals = []
-    for sampler in (FailureAwareGPSampler(seed=3), optuna.samplers.GPSampler(seed=3)):
-        study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
-        for i, (x, y) in enumerate(points):
-            told = i < 12
-            study.add_trial(optuna.trial.create_trial(
-                params={"x": x, "y": y}, distributions=space,
-                state=State.COMPLETE if told else State.RUNNING,
-                values=[4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2] if told else None,
-                constraints={"0": (x - 5) ** 2 + y**2 - 25} if told else None))
-        trial = study.ask()
-        proposals.append((trial.suggest_float("x", 0, 5), trial.suggest_float("y", 0, 3)))
-        assert optuna_acqf.get_non_dominated_box_bounds is OPTUNA_BOX_BOUNDS
-        assert optuna_gp_sampler.torch is OPTUNA_TORCH
-    assert proposals[0] == proposals[1]
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    for x, y in np.random.default_rng(1).uniform((0, 0), (5, 3), size=(told, 2)):
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": x, "y": y}, distributions=space,
+            values=[4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2],
+            constraints={"0": (x - 5) ** 2 + y**2 - 25}))
+    for x, y in running:
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": x, "y": y}, distributions=space, state=optuna.trial.TrialState.RUNNING))
+    trial = study.ask()
+    return trial.suggest_float("x", 0, 5), trial.suggest_float("y", 0, 3)
+
+
+@pytest.mark.parametrize("running", [[], [(1.0, 1.0), (4.0, 2.5)]])
+def test_faster_gp_proposes_what_optuna_s_gp_does(running: list[tuple[float, float]]) -> None:
+    """hpo's GP turns take two faster paths through Optuna's (hpo.samplers._gp_speedups):
+    the proposals must be Optuna's, with trials running (batch acquisition: one box
+    decomposition per QMC sample) and without; and Optuna's GPSampler gets its own
+    internals back after the turn."""
+    import optuna._gp.acqf as optuna_acqf
+    import optuna.samplers._gp.sampler as optuna_gp_sampler
+
+    from hpo.samplers._gp_speedups import OPTUNA_BOX_BOUNDS, OPTUNA_TORCH, FasterGPSampler
+
+    faster = _bnh_proposal(FasterGPSampler(seed=3), running)
+    assert optuna_acqf.get_non_dominated_box_bounds is OPTUNA_BOX_BOUNDS
+    assert optuna_gp_sampler.torch is OPTUNA_TORCH
+    assert faster == _bnh_proposal(optuna.samplers.GPSampler(seed=3), running)
+
+
+def test_hpo_s_gp_believes_running_trials_predicted_feasible() -> None:
+    """With trials running, hpo's GP takes each to end at its models' predicted means
+    (hpo.samplers._gp): one predicted to meet the constraint joins the front, so the next
+    proposal goes elsewhere, not on top of it; one predicted to violate it changes
+    nothing. Without a running trial it proposes what Optuna's GP does."""
+    from hpo.samplers._gp import HpoGPSampler
+
+    alone = _bnh_proposal(HpoGPSampler(seed=3), [])
+    assert alone == _bnh_proposal(optuna.samplers.GPSampler(seed=3), [])
+    infeasible = (0.0, 3.0)  # (x - 5)^2 + y^2 - 25 = 9 > 0, far from every finished trial's
+    assert _bnh_proposal(HpoGPSampler(seed=3), [infeasible]) == alone
+    beside = _bnh_proposal(HpoGPSampler(seed=3), [alone])
+    assert math.dist(beside, alone) > 0.25
 
 
 class _Raises(optuna.samplers.RandomSampler):

@@ -93,9 +93,9 @@ def _tpe(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
 
 
 def _gp_sampler(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
-    from hpo.samplers._gp import FailureAwareGPSampler
+    from hpo.samplers._gp import HpoGPSampler
 
-    return FailureAwareGPSampler(seed=seed)
+    return HpoGPSampler(seed=seed)
 
 
 def _gp_tpe_sampler(

@@ -3,10 +3,12 @@ give the same proposals (``tests/test_samplers.py`` checks both against Optuna's
 
 * **Two-objective box decomposition.** The hypervolume improvement needs the region no
   finished trial dominates cut into boxes. Optuna's general algorithm loops in Python,
-  about 10 ms per call on a dense front of 150 points; with trials running, GP's
-  batch acquisition decomposes once per QMC sample (32 per turn in ``gp-tpe``), which was
-  half of a late GP turn on ``bnh`` with two workers. In two dimensions the boxes are the
-  front's staircase: :func:`two_objective_box_bounds`, microseconds.
+  about 10 ms per call on a dense front of 150 points; with trials running, Optuna's
+  batch acquisition decomposes once per QMC sample (32 per turn with ``gp-tpe``'s
+  settings), which was half of a late GP turn on ``bnh`` with two workers before hpo's GP
+  believed running trials instead where there are constraints (:mod:`hpo.samplers._gp`).
+  In two dimensions the boxes are the front's staircase: :func:`two_objective_box_bounds`,
+  microseconds.
 * **The CPU-device guard.** Optuna runs the whole turn inside ``torch.device("cpu")``
   (against a CUDA default device: Optuna's issue 6113), a mode that costs a Python call on
   every torch operation: a fifth of a GP turn on ``curves`` with two workers. Where the

@@ -19,7 +19,8 @@ and 0.983); three in four from the first turn lowered ``bnh``'s at 50 trials (0.
 (:data:`GP_SEARCH`), a TPE turn 1 ms: meant for trials of seconds or more. Parameters outside
 GP's space (conditional ones) are TPE's in GP's turns too. GP learns from COMPLETE trials,
 not from early-stopped ones, and from failed ones as if they had ended with the worst
-values seen (:mod:`hpo.samplers._gp`). It needs torch.
+values seen; with constraints it takes running trials to end at its predicted means
+(:mod:`hpo.samplers._gp`). It needs torch.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.samplers._gp import FailureAwareGPSampler
+from hpo.samplers._gp import HpoGPSampler
 
 GP_SEARCH = {"_n_preliminary_samples": 512, "_n_local_search": 4, "_n_qmc_samples_ehvi": 32}
 """How GP searches its acquisition function: cheaper than Optuna's (2048 preliminary points,
@@ -51,7 +52,7 @@ class GPTPESampler(optuna.samplers.BaseSampler):
     def __init__(self, tpe: optuna.samplers.BaseSampler, seed: int, startup_trials: int):
         self._tpe = tpe
         # TPE draws what GP's space leaves out; GP forwards before/after_trial to it.
-        self._gp = FailureAwareGPSampler(
+        self._gp = HpoGPSampler(
             seed=seed, independent_sampler=tpe, n_startup_trials=startup_trials,
             warn_independent_sampling=False)
         for name, value in GP_SEARCH.items():
