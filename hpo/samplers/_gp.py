@@ -72,9 +72,11 @@ class HpoGPSampler(FasterGPSampler):
         acqf, best_params = super()._get_acqf_and_best_params(
             completed_trials, gprs_list, internal_search_space, normalized_params,
             None if believes else running, standardized_score_vals)
-        if not believes or not isinstance(acqf, optuna_acqf.LogCEHVI) or acqf._acqf is None:
-            return acqf, best_params  # nothing feasible yet: only feasibility to improve
-        assert running is not None
+        if not believes:
+            return acqf, best_params
+        assert running is not None and isinstance(acqf, optuna_acqf.LogCEHVI), type(acqf)
+        if acqf._acqf is None:  # nothing feasible yet: only the chance of feasibility counts
+            return acqf, best_params
         constraints = [(c._gpr, c._threshold) for c in acqf._constraints_acqf_list]
         with torch.no_grad():
             x = torch.from_numpy(running)
