@@ -217,15 +217,15 @@ def test_two_objective_boxes_are_optuna_s_in_the_same_order() -> None:
 
 
 def _bnh_proposal(
-    sampler: optuna.samplers.BaseSampler, running: list[tuple[float, float]], told: int = 12,
+    sampler: optuna.samplers.BaseSampler, running: list[tuple[float, float]]
 ) -> tuple[float, float]:
     """What ``sampler`` proposes on a constrained two-objective problem (bnh's objectives
-    and first constraint) after ``told`` finished random trials, with ``running`` ones."""
+    and first constraint) after 12 finished random trials, with ``running`` ones."""
     from optuna.distributions import FloatDistribution
 
     space = {"x": FloatDistribution(0, 5), "y": FloatDistribution(0, 3)}
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
-    for x, y in np.random.default_rng(1).uniform((0, 0), (5, 3), size=(told, 2)):
+    for x, y in np.random.default_rng(1).uniform((0, 0), (5, 3), size=(12, 2)):
         study.add_trial(optuna.trial.create_trial(
             params={"x": x, "y": y}, distributions=space,
             values=[4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2],

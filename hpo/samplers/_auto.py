@@ -9,9 +9,9 @@ the running ones run (:mod:`hpo.execution._searcher`), so workers do not wait fo
 0.983 with ``gp-tpe`` (0.935 before the driver asked ahead), and on 1-second trials
 ``gp-tpe`` cost no more per trial than ``tpe``. It still takes the driver's CPU, so ``auto``
 keeps it for trials of :data:`GP_TRIAL_SECONDS` or more, where its cost one trial at a time
-is under 5% of a trial, the share issue 7.2 allows a sampler, and with two trials running
-beside it too (two workers: 74-117 ms per trial on average over 200 trials, 132-192 ms
-over the last 50, on the five benchmark problems, idle; docs/benchmarks.md).
+is under 5% of a trial, the share issue 7.2 allows a sampler, and with two workers too
+(74-117 ms per trial on average over 200 trials, 132-192 ms over the last 50, on the five
+benchmark problems, idle; docs/benchmarks.md).
 
 So with several objectives and torch installed (Optuna's GP is written in it), ``auto``
 starts as hpo's TPE (the start-up trials are random either way) and decides once, at the
