@@ -84,6 +84,18 @@ class Tracker:
         """The latest summary, while it is not logged yet."""
         self._last_summary = -math.inf
 
+    @property
+    def _constraint_keys(self) -> list[str]:
+        """Each constraint's metric on a trial's run: ``constraint.METRIC``, its value
+        Optuna's (<= 0 when met); ``constraint.METRIC.min`` and ``.max`` where a metric is
+        bounded on both sides."""
+        constraints = self.spec.constraints
+        ranged = {c.metric for c in constraints if c.op == ">="} & {
+            c.metric for c in constraints if c.op == "<="}
+        return [f"constraint.{c.metric}"
+                + ("" if c.metric not in ranged else ".min" if c.op == ">=" else ".max")
+                for c in constraints]
+
     def _experiment(self, name: str, settings: Settings) -> str:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
@@ -257,8 +269,8 @@ class Tracker:
             if run_id is None or trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
                 continue
             values = judge(self.spec, trial.user_attrs.get(ATTR_METRICS, {})) or []
-            metrics = [Metric(f"constraint.{c.metric}", v, now, 0)
-                       for c, v in zip(self.spec.constraints, values, strict=False)]
+            metrics = [Metric(key, v, now, 0)
+                       for key, v in zip(self._constraint_keys, values, strict=False)]
             if trial.state == TrialState.COMPLETE:
                 metrics.append(Metric("feasible", float(is_feasible(trial)), now, 0))
             tags = [RunTag("hpo.feasible", str(is_feasible(trial)).lower())]
@@ -303,10 +315,7 @@ class Tracker:
         """Its last metrics, final metrics and tags (one request when they fit), then its
         status."""
         metrics = {f"final.{k}": v for k, v in outcome.metrics.items() if math.isfinite(v)}
-        for constraint, value in zip(
-            self.spec.constraints, outcome.constraints or [], strict=False
-        ):
-            metrics[f"constraint.{constraint.metric}"] = value
+        metrics.update(zip(self._constraint_keys, outcome.constraints or [], strict=False))
         if outcome.state == TrialState.COMPLETE:
             metrics["feasible"] = float(outcome.feasible)
         now = int(time.time() * 1000)

@@ -52,6 +52,11 @@ CASES = [
         ["constraints[0]", "not a constraint"],
     ),
     (
+        GOOD.replace('"c1 <= 25"', '"c1 <= 25", "c1 >= 5", "c1 <= 30"'),
+        [],
+        ["constraints[2]", "'c1 <= 30' bounds c1 on the same side as constraints[0] 'c1 <= 25'"],
+    ),
+    (
         GOOD.replace("name: bnh", "name: nosuch"),
         [],
         ["objective.name", "unknown objective 'nosuch'"],

@@ -1,5 +1,6 @@
 """A study resumed with other constraints judges its finished trials again by them, so the
-samplers (Optuna's GP included), the Pareto front, the dashboard and MLflow read one set."""
+samplers (Optuna's GP included), the Pareto front, the dashboard and MLflow read one set;
+a range (two bounds on one metric) keeps both in MLflow."""
 
 from __future__ import annotations
 
@@ -64,6 +65,30 @@ def test_a_resume_with_a_constraint_added_judges_every_trial_by_both(
     assert main(["study", str(path), "--backend", "local", "--trials", "15", "--no-progress",
                  "--constraint", "c1 <= 25", "--constraint", "f1 <= 40"]) == 0
     assert "constraints changed" not in capsys.readouterr().out
+
+
+def test_a_range_keeps_both_bounds_in_mlflow_also_when_judged_again(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = workdir / "study.yaml"
+    path.write_text(GOOD.replace('"c1 <= 25"', '"c1 <= 25", "c1 >= 5"'))
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir}/storage/mlflow.db")
+    for trials, low in ((6, 5), (8, 15)):  # then resumed with a narrower range
+        assert main(["study", str(path), "--backend", "local", "--trials", str(trials),
+                     "--no-progress", "--constraint", "c1 <= 25",
+                     "--constraint", f"c1 >= {low}"]) == 0
+        study = optuna.load_study(study_name="study",
+                                  storage=f"sqlite:///{workdir}/storage/optuna.db")
+        trials_done = study.get_trials(states=(TrialState.COMPLETE,))
+        assert len(trials_done) == trials
+        for trial in trials_done:
+            c1 = trial.user_attrs[ATTR_METRICS]["c1"]
+            run = client.get_run(trial.user_attrs["mlflow_run_id"]).data
+            assert "constraint.c1" not in run.metrics
+            assert run.metrics["constraint.c1.max"] == pytest.approx(c1 - 25)
+            assert run.metrics["constraint.c1.min"] == pytest.approx(low - c1)
+            assert run.tags["hpo.feasible"] == str(low <= c1 <= 25).lower()
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

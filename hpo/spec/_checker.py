@@ -62,12 +62,19 @@ class Checker:
         """A list of ``METRIC >= N`` / ``METRIC <= N`` strings on reported metrics."""
         if not isinstance(value, list):
             raise self.fail(field, f"expected a list like ['exact >= 50.5'], got {value!r}")
-        parsed = []
+        parsed: list[Constraint] = []
         for i, text in enumerate(value):
             try:
                 condition = Constraint.parse(text)
             except ValueError as exc:
                 raise self.fail(f"{field}[{i}]", str(exc)) from None
             self.metric(condition.metric, f"{field}[{i}]", metrics)
+            for j, earlier in enumerate(parsed):
+                if (earlier.metric, earlier.op) == (condition.metric, condition.op):
+                    raise self.fail(
+                        f"{field}[{i}]",
+                        f"'{condition}' bounds {condition.metric} on the same side as "
+                        f"{field}[{j}] '{earlier}'; keep one of them",
+                    )
             parsed.append(condition)
         return tuple(parsed)
