@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import constrained_problems  # noqa: E402
 import sample_efficiency as bench  # noqa: E402
+from _report import rank_p_value  # noqa: E402
 
 from hpo.provenance import cpu  # noqa: E402
 from hpo.spec import StudySpec  # noqa: E402
@@ -129,22 +130,38 @@ def test_gp_faster_draws_optuna_s_gp_trials() -> None:
     assert runs[0]["points"] == runs[1]["points"]
 
 
-def test_targets_name_where_hpo_is_behind() -> None:
-    def row(budget: int, sampler: str, hv: float, ms: float, mean: float) -> dict[str, object]:
-        return {"problem": "p", "budget": budget, "sampler": sampler, "hv_median": hv,
-                "sampler_ms_max": ms, "sampler_ms_mean": mean}
-
-    table = [row(50, "hpo-tpe", 0.8, 20, 2), row(50, "gp", 0.9, 900, 700),
-             row(50, "random", 0.5, 1, 1), row(100, "hpo-tpe", 0.95, 30, 2),
-             row(100, "gp", 0.95, 900, 700), row(50, "hpo", 0.97, 1500, 120),
-             row(100, "hpo", 0.99, 1500, 120)]
-    tpe = bench.targets(table, "hpo-tpe")  # hpo's other sampler is not its peer
+def test_targets_name_where_hpo_is_behind_and_whether_beyond_seed_noise() -> None:
+    scores = {"hpo-tpe": [0.7, 0.8, 0.85], "gp": [0.88, 0.9, 0.95], "random": [0.5] * 3,
+              "hpo": [0.96, 0.97, 0.98]}
+    ms = {"hpo-tpe": (30, 2), "gp": (900, 700), "random": (1, 1), "hpo": (1500, 120)}
+    runs = [{"problem": "p", "sampler": sampler, "seed": seed,
+             "hv_fraction": {"50": hv, "100": 0.95 if sampler != "hpo" else 0.99},
+             "sampler_ms_max": ms[sampler][0], "sampler_ms_mean": ms[sampler][1]}
+            for sampler, values in scores.items() for seed, hv in enumerate(values)]
+    runs.append({**runs[0], "problem": "q", "hv_fraction": {"50": 0.9, "100": 0.9}})  # not p's
+    table = [row for row in bench.summarize(runs, [50, 100]) if row["problem"] == "p"]
+    tpe = bench.targets(table, runs, "hpo-tpe")  # hpo's other sampler is not its peer
+    # every hpo-tpe seed below every gp seed: p = 1 / C(6, 3), the least 3 seeds each allow
     assert tpe["behind"] == [{"problem": "p", "budget": 50, "hpo": 0.8, "best_peer": "gp",
-                              "best_peer_hv": 0.9}]
-    assert not tpe["matches_best_peer_everywhere"]
+                              "best_peer_hv": 0.9, "p": 0.05, "beyond_seed_noise": False}]
+    assert not tpe["matches_best_peer_everywhere"] and tpe["behind_beyond_seed_noise"] == 0
     assert tpe["slowest_draw_ms"] == 30 and tpe["draw_under_250ms"]
-    auto = bench.targets(table)
+    auto = bench.targets(table, runs)
     assert auto["matches_best_peer_everywhere"] and not auto["draw_under_250ms"]
     # its first GP turn imports torch; per trial it stays inside the budget
     assert auto["ms_per_trial"] == 120 and auto["per_trial_under_250ms"]
-    assert not bench.targets([row(50, "hpo", 0.8, 900, 300)])["per_trial_under_250ms"]
+    assert not bench.targets([{**table[-1], "sampler_ms_mean": 300}], runs)[
+        "per_trial_under_250ms"]
+
+
+@pytest.mark.parametrize(("mine", "theirs", "expected"), [
+    ([1, 2, 3, 4, 5], [6, 7, 8, 9, 10], 1 / 252),  # all below: 1 of C(10, 5) splits
+    ([6, 7, 8, 9, 10], [1, 2, 3, 4, 5], 1.0),
+    ([1, 1, 1], [1, 1, 1], 1.0),  # all tied: no evidence either way
+    ([1, 3, 5, 7, 9], [2, 4, 6, 8, 10], 87 / 252),
+    ([0.5, 0.5, 0.7], [0.7, 0.9], 2 / 10),  # ties at mid-rank, by enumerating the splits
+])
+def test_rank_p_value_is_the_exact_rank_sum_test(
+    mine: list[float], theirs: list[float], expected: float
+) -> None:
+    assert rank_p_value(mine, theirs) == pytest.approx(expected)
