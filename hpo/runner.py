@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import warnings
@@ -22,9 +23,9 @@ from hpo.provenance import PROVENANCE_ATTR, study_provenance
 from hpo.recovery import Heartbeat, Recovery
 from hpo.samplers import create_sampler
 from hpo.settings import Settings, redact
-from hpo.spec import StudySpec
+from hpo.spec import Constraint, StudySpec
 from hpo.stopping import EarlyStopping, create_stopping
-from hpo.storage import SPEC_ATTR, open_storage
+from hpo.storage import CONSTRAINTS_ATTR, SPEC_ATTR, open_storage, recorded_constraints
 from hpo.storage_retry import RetryingRDBStorage
 from hpo.summary import StudySummary
 from hpo.trial_outputs import ATTR_GIT_COMMIT, TrialOutputs
@@ -32,13 +33,12 @@ from hpo.trials import ATTR_REPORTS, counts_towards_budget, rejudge
 
 if TYPE_CHECKING:
     from hpo.execution._searcher import Observer
+    from hpo.tracking import Tracker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SESSIONS_ATTR = "driver_sessions"
 """How many drivers have opened the study so far (each seeds its sampler differently)."""
-CONSTRAINTS_ATTR = "constraints"
-"""The constraints the study's last session judged its trials by, as written."""
 
 
 def load_study(spec: StudySpec, storage: RetryingRDBStorage) -> tuple[optuna.Study, bool]:
@@ -50,7 +50,7 @@ def load_study(spec: StudySpec, storage: RetryingRDBStorage) -> tuple[optuna.Stu
     """
     names = {s.study_name: s for s in optuna.study.get_all_study_summaries(storage)}
     existing = names.get(spec.name)
-    constraints, rejudged = [str(c) for c in spec.constraints], False
+    constraints, rejudged = recorded_constraints(spec), False
     if existing is not None:
         stored = [d.name.lower() for d in existing.directions]
         recorded = existing.user_attrs.get(SPEC_ATTR, {}).get("objectives")
@@ -194,7 +194,7 @@ def _run(
 
     tracker = Tracker(spec, settings, study)
     if rejudged:
-        tracker.record_verdicts(study.get_trials(deepcopy=False))
+        tracker.record_verdicts(spec, study.get_trials(deepcopy=False))
     recovery = Recovery(study, spec, after=lambda: tracker.close_orphans(study))
     with study_lock(settings, spec.name):
         recovery.recover(force=True)
@@ -237,12 +237,16 @@ def _run(
                              ask_ahead=spec.backend != "local")  # fmt: skip
     # The searcher ends the study when its budget is taken; retried crashes take more runs.
     runs = remaining * (1 + spec.max_retries)
+    superseded = None
     try:
         if remaining > 0 and spec.backend == "local":
             run_trials_locally(searcher, runs)
         elif remaining > 0:
             assert connection is not None, "run_study starts Ray whenever trials remain"
             run_trials(searcher, spec, settings, runs, connection)
+        if searcher.superseded is not None:
+            study, superseded = _judge_by_new_constraints(
+                study, spec, settings, tracker, searcher.superseded)
     finally:
         heartbeat.close()
         if progress is not None:
@@ -251,6 +255,8 @@ def _run(
         if spec.keep_models != "none":
             tracker.log_models(study, summary)
         tracker.close(interrupted=searcher.interrupted)
+    if superseded is not None:
+        raise RunError(superseded)
     if unhealthy:
         raise RunError(f"study {spec.name!r} stopped because it is unhealthy: {unhealthy[0]}")
     if searcher.interrupted:
@@ -258,3 +264,23 @@ def _run(
     if spec.report and summary.finished >= spec.trials:
         write_report(spec, settings)
     return summary
+
+
+def _judge_by_new_constraints(
+    study: optuna.Study, spec: StudySpec, settings: Settings, tracker: Tracker,
+    constraints: list[str],
+) -> tuple[optuna.Study, str]:
+    """Another driver changed the study's constraints to ``constraints`` while this one
+    ran, which then asked for no more trials: its trials that finished since are judged
+    again by them, as that driver judged the others, so every part of hpo reads one set.
+    The study read afresh (Optuna caches finished trials) and the line to end with."""
+    theirs = dataclasses.replace(spec, constraints=tuple(map(Constraint.parse, constraints)))
+    storage = open_storage(settings)
+    with study_lock(settings, spec.name):
+        rejudge(theirs, storage, study._study_id)
+    study = optuna.load_study(study_name=spec.name, storage=storage, sampler=study.sampler)
+    tracker.record_verdicts(theirs, study.get_trials(deepcopy=False))
+    change = f"{_listed(recorded_constraints(spec))} -> {_listed(constraints)}"
+    return study, (f"another driver changed the constraints of study {spec.name!r} ({change}) "
+                   "while this one ran: it asked for no more trials and judged its own again "
+                   "by the new ones; run it again with them to go on")

@@ -21,6 +21,14 @@ SPEC_ATTR = "hpo_spec"
 """The study's specification, as run (a study user attribute)."""
 PARENT_ATTR = "mlflow_parent_run_id"
 """The study's MLflow parent run (a study user attribute)."""
+CONSTRAINTS_ATTR = "constraints"
+"""The constraints the study's last driver session judges its trials by, as written (a
+study user attribute): :func:`recorded_constraints`."""
+
+
+def recorded_constraints(spec: StudySpec) -> list[str]:
+    """``spec``'s constraints as :data:`CONSTRAINTS_ATTR` records them."""
+    return [str(c) for c in spec.constraints]
 
 
 def open_storage(

@@ -34,7 +34,7 @@ from hpo.locking import study_lock
 from hpo.pareto import is_feasible
 from hpo.provenance import CONFIG_FILE, UNKNOWN, GitState, describe_gpus, trial_config
 from hpo.settings import Settings, redact
-from hpo.spec import StudySpec
+from hpo.spec import Constraint, StudySpec
 from hpo.storage import PARENT_ATTR
 from hpo.summary import StudySummary, front_rows
 from hpo.tracking_writer import TrackingWriter
@@ -83,18 +83,6 @@ class Tracker:
         self._summary: StudySummary | None = None
         """The latest summary, while it is not logged yet."""
         self._last_summary = -math.inf
-
-    @property
-    def _constraint_keys(self) -> list[str]:
-        """Each constraint's metric on a trial's run: ``constraint.METRIC``, its value
-        Optuna's (<= 0 when met); ``constraint.METRIC.min`` and ``.max`` where a metric is
-        bounded on both sides."""
-        constraints = self.spec.constraints
-        ranged = {c.metric for c in constraints if c.op == ">="} & {
-            c.metric for c in constraints if c.op == "<="}
-        return [f"constraint.{c.metric}"
-                + ("" if c.metric not in ranged else ".min" if c.op == ">=" else ".max")
-                for c in constraints]
 
     def _experiment(self, name: str, settings: Settings) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -254,12 +242,14 @@ class Tracker:
         run = created.result() if created is not None else None
         return {} if run is None else {ATTR_RUN_ID: run.run_id}
 
-    def record_verdicts(self, trials: Sequence[FrozenTrial]) -> None:
-        """After the study's constraints changed (:func:`hpo.trials.rejudge`): the new ones
-        as the study run's tag ``hpo.constraints``, and on each finished trial's run its
-        constraint values, ``feasible`` and ``hpo.feasible`` by them (later values of the
-        same metrics: MLflow shows the latest)."""
-        constraints = "; ".join(map(str, self.spec.constraints)) or "none"
+    def record_verdicts(self, spec: StudySpec, trials: Sequence[FrozenTrial]) -> None:
+        """After the study's constraints changed to ``spec``'s (:func:`hpo.trials.rejudge`):
+        the new ones as the study run's tag ``hpo.constraints``, and on each finished
+        trial's run its constraint values, ``feasible`` and ``hpo.feasible`` by them (later
+        values of the same metrics: MLflow shows the latest); the study's summary by them
+        is logged next."""
+        self._summary = StudySummary.of(trials, spec.goals)
+        constraints = "; ".join(map(str, spec.constraints)) or "none"
         self.writer.submit(
             lambda: self.client.set_tag(self.parent_id, "hpo.constraints", constraints),
             "tag the study run with its constraints")  # fmt: skip
@@ -268,9 +258,10 @@ class Tracker:
             run_id = trial.user_attrs.get(ATTR_RUN_ID)
             if run_id is None or trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
                 continue
-            values = judge(self.spec, trial.user_attrs.get(ATTR_METRICS, {})) or []
+            values = judge(spec, trial.user_attrs.get(ATTR_METRICS, {})) or []
             metrics = [Metric(key, v, now, 0)
-                       for key, v in zip(self._constraint_keys, values, strict=False)]
+                       for key, v in zip(_constraint_keys(spec.constraints), values,
+                                         strict=False)]
             if trial.state == TrialState.COMPLETE:
                 metrics.append(Metric("feasible", float(is_feasible(trial)), now, 0))
             tags = [RunTag("hpo.feasible", str(is_feasible(trial)).lower())]
@@ -315,7 +306,8 @@ class Tracker:
         """Its last metrics, final metrics and tags (one request when they fit), then its
         status."""
         metrics = {f"final.{k}": v for k, v in outcome.metrics.items() if math.isfinite(v)}
-        metrics.update(zip(self._constraint_keys, outcome.constraints or [], strict=False))
+        metrics.update(zip(_constraint_keys(self.spec.constraints), outcome.constraints or [],
+                           strict=False))
         if outcome.state == TrialState.COMPLETE:
             metrics["feasible"] = float(outcome.feasible)
         now = int(time.time() * 1000)
@@ -436,6 +428,17 @@ class Tracker:
             self.writer.submit(lambda: self.client.set_terminated(self.parent_id, status),
                                "end the study's run")  # fmt: skip
         self.writer.close()
+
+
+def _constraint_keys(constraints: Sequence[Constraint]) -> list[str]:
+    """Each constraint's metric on a trial's run: ``constraint.METRIC``, its value Optuna's
+    (<= 0 when met); ``constraint.METRIC.min`` and ``.max`` where a metric is bounded on
+    both sides."""
+    ranged = {c.metric for c in constraints if c.op == ">="} & {
+        c.metric for c in constraints if c.op == "<="}
+    return [f"constraint.{c.metric}"
+            + ("" if c.metric not in ranged else ".min" if c.op == ">=" else ".max")
+            for c in constraints]
 
 
 def _is_server(tracking_uri: str) -> bool:

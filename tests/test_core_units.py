@@ -25,6 +25,17 @@ def test_constraint_grammar(text: str, metric: str, op: str, bound: float) -> No
     assert (constraint.metric, constraint.op, constraint.bound) == (metric, op, bound)
 
 
+@pytest.mark.parametrize(("text", "written"), [
+    ("num_params <= 20000001", "num_params <= 20000001"),  # was 2e+07: another constraint
+    ("num_params <= 1.2e8", "num_params <= 120000000"), ("exact >= 50.5", "exact >= 50.5"),
+    ("loss <= -1e-3", "loss <= -0.001"), ("f <= 0.30000000000000004", "f <= 0.30000000000000004"),
+])
+def test_a_constraint_is_written_exactly(text: str, written: str) -> None:
+    """Studies record their constraints as written and compare them on resume."""
+    assert str(Constraint.parse(text)) == written
+    assert Constraint.parse(written) == Constraint.parse(text)
+
+
 @pytest.mark.parametrize("text", ["exact > 50", "exact >= ", "__import__('os') >= 1",
                                   "exact >= 1 or 1", "exact == 3", "exact >= nan", 5])
 def test_constraint_grammar_rejects(text: str) -> None:

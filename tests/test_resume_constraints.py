@@ -14,11 +14,14 @@ from optuna.trial import TrialState
 import hpo
 from hpo.cli import main
 from hpo.errors import ConfigError
+from hpo.execution import _searcher as searcher_module
+from hpo.locking import study_lock
+from hpo.runner import load_study
 from hpo.samplers import ATTR_SAMPLER_ERROR
 from hpo.settings import Settings
 from hpo.spec import load_spec
 from hpo.storage import open_storage
-from hpo.trials import ATTR_METRICS, rejudge
+from hpo.trials import ATTR_METRICS, Outcome, rejudge
 from tests.test_bad_input import GOOD
 
 
@@ -65,6 +68,41 @@ def test_a_resume_with_a_constraint_added_judges_every_trial_by_both(
     assert main(["study", str(path), "--backend", "local", "--trials", "15", "--no-progress",
                  "--constraint", "c1 <= 25", "--constraint", "f1 <= 40"]) == 0
     assert "constraints changed" not in capsys.readouterr().out
+
+
+def test_a_driver_whose_constraints_another_driver_changed_stops_and_adopts_them(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = workdir / "study.yaml"
+    path.write_text(GOOD)  # bnh with c1 <= 25
+    tell = searcher_module.tell
+
+    def tell_after_another_driver_starts(study: optuna.Study, trial: optuna.Trial,
+                                         outcome: Outcome) -> None:
+        if trial.number == 3:  # while trial 3 runs, another driver starts with f1 <= 40 too
+            other = load_spec(str(path), [("constraints", ["c1 <= 25", "f1 <= 40"])])
+            settings = Settings.resolve()
+            with study_lock(settings, other.name):
+                load_study(other, open_storage(settings, spec=other))
+        tell(study, trial, outcome)
+
+    monkeypatch.setattr(searcher_module, "tell", tell_after_another_driver_starts)
+    assert main(["study", str(path), "--backend", "local", "--trials", "10",
+                 "--no-progress"]) == 1
+    assert ("another driver changed the constraints of study 'study' (c1 <= 25 -> c1 <= 25, "
+            "f1 <= 40) while this one ran") in capsys.readouterr().err
+    study = optuna.load_study(study_name="study",
+                              storage=f"sqlite:///{workdir}/storage/optuna.db")
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert [t.number for t in trials] == [0, 1, 2, 3]  # none asked after the change
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir}/storage/mlflow.db")
+    for trial in trials:  # trial 3, told by the old constraints, judged again by the new
+        metrics = trial.user_attrs[ATTR_METRICS]
+        expected = [metrics["c1"] - 25, metrics["f1"] - 40]
+        assert list(trial.constraints.values()) == pytest.approx(expected)
+        run = client.get_run(trial.user_attrs["mlflow_run_id"]).data
+        assert run.metrics["constraint.f1"] == pytest.approx(expected[1])
+        assert run.tags["hpo.feasible"] == str(max(expected) <= 0).lower()
 
 
 def test_a_range_keeps_both_bounds_in_mlflow_also_when_judged_again(

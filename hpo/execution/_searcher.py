@@ -42,6 +42,7 @@ from hpo.samplers import is_slow
 from hpo.settings import Settings
 from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, Stop
+from hpo.storage import CONSTRAINTS_ATTR, recorded_constraints
 from hpo.summary import StudySummary
 from hpo.trials import (
     FINAL,
@@ -114,6 +115,10 @@ class StudySearcher(Searcher):
         self.observers = list(observers)
         self.stopping = stopping
         self.interrupted = False
+        self.superseded: list[str] | None = None
+        """The study's constraints, once another driver has changed them: this driver
+        then asks for no more trials (:func:`hpo.runner.run_study` judges its own trials
+        again by them)."""
         self._live: dict[str, tuple[optuna.Trial, dict[str, Any]]] = {}
         self._stops: dict[str, Stop] = {}
         self._steps: dict[str, int] = {}
@@ -169,7 +174,7 @@ class StudySearcher(Searcher):
         with study_lock(self.settings, self.study.study_name):
             if self.recover is not None:
                 self.recover()
-            if budget_taken(self.study) >= self.spec.trials:
+            if budget_taken(self.study) >= self.spec.trials or self._superseded():
                 return None
             started = time.monotonic()
             trial, params = ask(self.study, self.spec, self.attrs_at_start, ahead)
@@ -177,6 +182,13 @@ class StudySearcher(Searcher):
         if self.heartbeat is not None:
             self.heartbeat.start(trial)
         return trial, params
+
+    def _superseded(self) -> bool:
+        """Has another driver changed the study's constraints since this one started?"""
+        recorded = self.study.user_attrs.get(CONSTRAINTS_ATTR)
+        if recorded != recorded_constraints(self.spec):
+            self.superseded = recorded
+        return self.superseded is not None
 
     def _worth_asking_ahead(self) -> bool:
         """Ask the next trial ahead (module docstring)? Not before a trial has ended here."""

@@ -42,4 +42,6 @@ class Constraint:
         return self.bound - value if self.op == ">=" else value - self.bound
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.bound:g}"
+        """Exact, so that it parses back to the same constraint (studies record them so)."""
+        exact = self.bound.is_integer() and abs(self.bound) < 1e16
+        return f"{self.metric} {self.op} {int(self.bound) if exact else self.bound!r}"
