@@ -194,7 +194,7 @@ def _run(
 
     tracker = Tracker(spec, settings, study)
     if rejudged:
-        tracker.record_verdicts(spec, study.get_trials(deepcopy=False))
+        tracker.record_verdicts(spec.constraints, study.get_trials(deepcopy=False))
     recovery = Recovery(study, spec, after=lambda: tracker.close_orphans(study))
     with study_lock(settings, spec.name):
         recovery.recover(force=True)
@@ -279,7 +279,7 @@ def _judge_by_new_constraints(
     with study_lock(settings, spec.name):
         rejudge(theirs, storage, study._study_id)
     study = optuna.load_study(study_name=spec.name, storage=storage, sampler=study.sampler)
-    tracker.record_verdicts(theirs, study.get_trials(deepcopy=False))
+    tracker.record_verdicts(theirs.constraints, study.get_trials(deepcopy=False))
     change = f"{_listed(recorded_constraints(spec))} -> {_listed(constraints)}"
     return study, (f"another driver changed the constraints of study {spec.name!r} ({change}) "
                    "while this one ran: it asked for no more trials and judged its own again "

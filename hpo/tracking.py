@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import functools
 import io
 import json
@@ -242,26 +243,28 @@ class Tracker:
         run = created.result() if created is not None else None
         return {} if run is None else {ATTR_RUN_ID: run.run_id}
 
-    def record_verdicts(self, spec: StudySpec, trials: Sequence[FrozenTrial]) -> None:
-        """After the study's constraints changed to ``spec``'s (:func:`hpo.trials.rejudge`):
-        the new ones as the study run's tag ``hpo.constraints``, and on each finished
-        trial's run its constraint values, ``feasible`` and ``hpo.feasible`` by them (later
-        values of the same metrics: MLflow shows the latest); the study's summary by them
-        is logged next."""
-        self._summary = StudySummary.of(trials, spec.goals)
-        constraints = "; ".join(map(str, spec.constraints)) or "none"
+    def record_verdicts(
+        self, constraints: Sequence[Constraint], trials: Sequence[FrozenTrial]
+    ) -> None:
+        """After the study's constraints changed to ``constraints``
+        (:func:`hpo.trials.rejudge`), which the tracker goes by from now on: them as the
+        study run's tag ``hpo.constraints``, and on each finished trial's run its constraint
+        values, ``feasible`` and ``hpo.feasible`` by them (later values of the same metrics:
+        MLflow shows the latest); the study's summary by them is logged next."""
+        self.spec = dataclasses.replace(self.spec, constraints=tuple(constraints))
+        self._summary = StudySummary.of(trials, self.spec.goals)
+        written = "; ".join(map(str, constraints)) or "none"
         self.writer.submit(
-            lambda: self.client.set_tag(self.parent_id, "hpo.constraints", constraints),
+            lambda: self.client.set_tag(self.parent_id, "hpo.constraints", written),
             "tag the study run with its constraints")  # fmt: skip
         now = int(time.time() * 1000)
         for trial in trials:
             run_id = trial.user_attrs.get(ATTR_RUN_ID)
             if run_id is None or trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
                 continue
-            values = judge(spec, trial.user_attrs.get(ATTR_METRICS, {})) or []
+            values = judge(self.spec, trial.user_attrs.get(ATTR_METRICS, {})) or []
             metrics = [Metric(key, v, now, 0)
-                       for key, v in zip(_constraint_keys(spec.constraints), values,
-                                         strict=False)]
+                       for key, v in zip(_constraint_keys(constraints), values, strict=False)]
             if trial.state == TrialState.COMPLETE:
                 metrics.append(Metric("feasible", float(is_feasible(trial)), now, 0))
             tags = [RunTag("hpo.feasible", str(is_feasible(trial)).lower())]

@@ -4,6 +4,7 @@ a range (two bounds on one metric) keeps both in MLflow."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -103,6 +104,13 @@ def test_a_driver_whose_constraints_another_driver_changed_stops_and_adopts_them
         run = client.get_run(trial.user_attrs["mlflow_run_id"]).data
         assert run.metrics["constraint.f1"] == pytest.approx(expected[1])
         assert run.tags["hpo.feasible"] == str(max(expected) <= 0).lower()
+    # the study run's front too: the one hpo pareto shows, by the new constraints
+    parent = next(r for r in client.search_runs(
+        [client.get_experiment_by_name("study").experiment_id]) if "hpo.trial" not in r.data.tags)
+    assert parent.data.tags["hpo.constraints"] == "c1 <= 25; f1 <= 40"
+    logged = json.loads(Path(client.download_artifacts(
+        parent.info.run_id, "pareto_front.json", str(workdir))).read_text())
+    assert [row["trial"] for row in logged] == list(hpo.pareto_front("study")["trial"])
 
 
 def test_a_range_keeps_both_bounds_in_mlflow_also_when_judged_again(
