@@ -373,7 +373,7 @@ def targets(
             p = rank_p_value(scores(mine, *cell), scores(best["sampler"], *cell))
             behind.append({"problem": row["problem"], "budget": row["budget"],
                            "hpo": row["hv_median"], "best_peer": best["sampler"],
-                           "best_peer_hv": best["hv_median"], "p": round(p, 4),
+                           "best_peer_hv": best["hv_median"], "p": float(f"{p:.3g}"),
                            "beyond_seed_noise": p < 0.05})
     slowest = [r["sampler_ms_max"] for r in rows]
     per_trial = [r["sampler_ms_mean"] for r in rows]
@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     samplers = {r["sampler"] for r in rows}
     goals = {mine: targets(table, rows, mine) for mine in HPO_SAMPLERS if mine in samplers}
     for mine, goal in goals.items():
-        behind = ", ".join(f"{b['problem']} at {b['budget']} (p={b['p']:.3f})"
+        behind = ", ".join(f"{b['problem']} at {b['budget']} (p={b['p']:.2g})"
                            for b in goal["behind"])
         print(f"\n{mine} matches the best peer everywhere: "
               f"{goal['matches_best_peer_everywhere']}"
