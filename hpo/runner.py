@@ -29,7 +29,7 @@ from hpo.storage import CONSTRAINTS_ATTR, SPEC_ATTR, open_storage, recorded_cons
 from hpo.storage_retry import RetryingRDBStorage
 from hpo.summary import StudySummary
 from hpo.trial_outputs import ATTR_GIT_COMMIT, TrialOutputs
-from hpo.trials import ATTR_REPORTS, counts_towards_budget, rejudge
+from hpo.trials import ATTR_REPORTS, counts_towards_budget, hpo_storage, rejudge
 
 if TYPE_CHECKING:
     from hpo.execution._searcher import Observer
@@ -275,7 +275,8 @@ def _judge_by_new_constraints(
     again by them, as that driver judged the others, so every part of hpo reads one set.
     The study read afresh (Optuna caches finished trials) and the line to end with."""
     theirs = dataclasses.replace(spec, constraints=tuple(map(Constraint.parse, constraints)))
-    storage = open_storage(settings)
+    storage = hpo_storage(study)
+    assert storage is not None, "a driver's study is in hpo's storage"
     with study_lock(settings, spec.name):
         rejudge(theirs, storage, study._study_id)
     study = optuna.load_study(study_name=spec.name, storage=storage, sampler=study.sampler)

@@ -107,7 +107,7 @@ def counts_towards_budget(trial: optuna.trial.FrozenTrial) -> bool:
 def budget_taken(study: optuna.Study) -> int:
     """Trials that use up the study's budget: finished and counted, or running (any
     driver). Two counting queries with hpo's storage, instead of reading the trials."""
-    storage = _hpo_storage(study)
+    storage = hpo_storage(study)
     if storage is None:
         return sum(counts_towards_budget(t) or t.state == TrialState.RUNNING
                    for t in study.get_trials(deepcopy=False))  # fmt: skip
@@ -139,7 +139,7 @@ def ask(
     trial = _start(study, lambda number: ({ATTR_SEED: trial_seed(spec.seed, number), **user},
                                           system))  # fmt: skip
     params: dict[str, Any] = {}
-    storage = _hpo_storage(study)
+    storage = hpo_storage(study)
     with storage.batched(trial._trial_id) if storage else contextlib.nullcontext():
         for parameter in spec.parameters:
             if parameter.is_active(params):
@@ -150,7 +150,7 @@ def ask(
 def hand_over(study: optuna.Study, trial: optuna.Trial) -> None:
     """A trial asked ahead has a worker: it starts now (its start time in storage is reset,
     so its duration is its run's) and no longer waits."""
-    storage = _hpo_storage(study)
+    storage = hpo_storage(study)
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another driver
         if storage is None:  # closed it: its outcome will not be recorded either
             study._storage.set_trial_system_attr(trial._trial_id, SYSTEM_ASKED_AHEAD, False)
@@ -164,7 +164,7 @@ def _start(study: optuna.Study, attrs: Callable[[int], Attrs]) -> optuna.Trial:
     that no driver owns and recovery cannot tell from a live one, holding a unit of the
     budget for ever. Other storages (in memory: nothing outlives the driver) get them
     after."""
-    storage = _hpo_storage(study)
+    storage = hpo_storage(study)
     if storage is None:
         trial = study.ask()
         set_attrs(trial, *attrs(trial.number))
@@ -178,7 +178,9 @@ def _start(study: optuna.Study, attrs: Callable[[int], Attrs]) -> optuna.Trial:
     return optuna.Trial(study, trial_id)  # the sampler's before_trial, enqueued params
 
 
-def _hpo_storage(study: optuna.Study) -> RetryingRDBStorage | None:
+def hpo_storage(study: optuna.Study) -> RetryingRDBStorage | None:
+    """The hpo storage under ``study`` (Optuna wraps it in a cache of finished trials);
+    None for another kind (an in-memory study)."""
     storage = getattr(study._storage, "_backend", study._storage)  # Optuna's cache wraps it
     return storage if isinstance(storage, RetryingRDBStorage) else None
 
@@ -189,7 +191,7 @@ def set_attrs(
     """Record user (and system) attributes on a running trial: in one transaction with
     hpo's storage (one commit instead of one per attribute), else one by one."""
     system = system or {}
-    storage = _hpo_storage(trial.study)
+    storage = hpo_storage(trial.study)
     if storage is not None:
         storage.set_trial_attrs(trial._trial_id, user, system)
     else:
