@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import optuna
@@ -70,6 +71,26 @@ trials more that asking ahead buys in the same time are worth less than what it 
 each trial's choice (docs/benchmarks.md, "Asking ahead")."""
 
 
+@dataclass
+class _Running:
+    """A trial this driver has handed to a worker, until it ends."""
+
+    trial: optuna.Trial
+    params: dict[str, Any]
+    handed_at: float = field(default_factory=time.monotonic)
+    steps: int | None = None
+    """The step of its last intermediate report."""
+    stop: Stop | None = None
+    """Why early stopping stopped it, once it has."""
+    where: dict[str, Any] | None = None
+    """Where it runs (:data:`hpo.trials.WHERE`), from the first result that says so
+    (stored with its outcome)."""
+
+    def note_where(self, result: Mapping[str, Any] | None) -> None:
+        if self.where is None and result and isinstance(result.get(NODE), str):
+            self.where = {attr: result[key] for key, attr in WHERE.items() if key in result}
+
+
 class Observer(Protocol):
     """Something that follows trials as they start, report and end (MLflow, progress)."""
 
@@ -103,7 +124,6 @@ class StudySearcher(Searcher):
         self._ahead: Future[Asked | None] | None = None
         self._ask_seconds: deque[float] = deque(maxlen=10)
         self._trial_seconds: deque[float] = deque(maxlen=20)
-        self._handed_at: dict[str, float] = {}
         self.recover = recover
         """Closes trials whose driver is gone, under the lock, before each ask."""
         self.attrs_at_start = dict(attrs_at_start or {})
@@ -119,10 +139,8 @@ class StudySearcher(Searcher):
         """The study's constraints, once another driver has changed them: this driver
         then asks for no more trials (:func:`hpo.runner.run_study` judges its own trials
         again by them)."""
-        self._live: dict[str, tuple[optuna.Trial, dict[str, Any]]] = {}
-        self._stops: dict[str, Stop] = {}
-        self._steps: dict[str, int] = {}
-        self._where: dict[str, dict[str, Any]] = {}
+        self._running: dict[str, _Running] = {}
+        """By Ray Tune's trial id."""
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
@@ -138,8 +156,8 @@ class StudySearcher(Searcher):
         asked = ahead or self._ask()
         if asked is None:
             return Searcher.FINISHED
-        trial, params = self._live[trial_id] = asked
-        self._handed_at[trial_id] = time.monotonic()
+        trial, params = asked
+        self._running[trial_id] = _Running(trial, params)
         for observer in self.observers:
             observer.trial_started(trial, params)
         if self._asker is not None and self._worth_asking_ahead():
@@ -203,43 +221,44 @@ class StudySearcher(Searcher):
 
     def report(self, trial_id: str, result: dict[str, Any]) -> bool:
         """Pass an intermediate report on to the observers; True if the trial must stop."""
-        if trial_id not in self._live:
+        running = self._running.get(trial_id)
+        if running is None:
             return False
-        self._record_where(trial_id, result)
+        running.note_where(result)
         if STEP not in result or result.get(FINAL):
             return False
-        number = self._live[trial_id][0].number
+        number = running.trial.number
         metrics = {
             k: float(v)
             for k, v in result.items()
             if k in self.spec.metrics and isinstance(v, int | float)
         }
-        self._steps[trial_id] = int(result[STEP])
+        running.steps = int(result[STEP])
         for observer in self.observers:
             observer.trial_reported(number, int(result[STEP]), metrics)
         stop = self.stopping.report(number, metrics, last=bool(result.get(LAST)))
         if stop is not None:
-            self._stops[trial_id] = stop
+            running.stop = stop
         return stop is not None
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        if trial_id not in self._live:
+        running = self._running.pop(trial_id, None)
+        if running is None:
             return
-        self._record_where(trial_id, result)
-        where = self._where.pop(trial_id, {})
-        trial, params = self._live.pop(trial_id)
-        self._trial_seconds.append(time.monotonic() - self._handed_at.pop(trial_id))
+        running.note_where(result)
+        trial = running.trial
+        self._trial_seconds.append(time.monotonic() - running.handed_at)
         outcome = decide(
-            self.spec, trial.number, params, result, crashed=error,
-            interrupted=self.interrupted, stop=self._stops.pop(trial_id, None),
+            self.spec, trial.number, running.params, result, crashed=error,
+            interrupted=self.interrupted, stop=running.stop,
         )
         outcome.reports = self.stopping.history.of(trial.number)
         if outcome.state == TrialState.COMPLETE:
             self.stopping.finish(trial.number)
-        outcome.steps = self._steps.pop(trial_id, None)
-        outcome.attrs.update(where)
+        outcome.steps = running.steps
+        outcome.attrs.update(running.where or {})
         if self.attrs_at_end is not None:
             outcome.attrs.update(self.attrs_at_end(trial.number))
         tell(self.study, trial, outcome)
@@ -249,14 +268,6 @@ class StudySearcher(Searcher):
         for observer in self.observers:
             observer.trial_finished(outcome, summary)
 
-    def _record_where(self, trial_id: str, result: Mapping[str, Any] | None) -> None:
-        """Note where the trial runs (:data:`hpo.trials.WHERE`), from the first result that
-        says so (stored with its outcome)."""
-        result = result or {}
-        if trial_id not in self._where and isinstance(result.get(NODE), str):
-            self._where[trial_id] = {attr: result[key] for key, attr in WHERE.items()
-                                     if key in result}  # fmt: skip
-
     def close_unfinished_if_any(self) -> None:
         """Tell every trial Ray did not report back as interrupted (driver stopping), and
         the trial asked ahead, if any: no worker took it (nobody saw it start)."""
@@ -265,9 +276,9 @@ class StudySearcher(Searcher):
             ahead = self._take_ahead()
         if self._asker is not None:
             self._asker.shutdown()
-        if self._live or ahead is not None:
+        if self._running or ahead is not None:
             self.interrupted = True
-        for trial_id in list(self._live):
+        for trial_id in list(self._running):
             self.on_trial_complete(trial_id)
         if ahead is not None:
             trial, params = ahead
