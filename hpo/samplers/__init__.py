@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from hpo.samplers._auto import AutoSampler, auto_choice, can_choose_gp
+from hpo.samplers._auto import GP_MODULES, AutoSampler, auto_choice, can_choose_gp
 from hpo.samplers._fallback import ATTR_SAMPLER_ERROR, FallbackOnError
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def _random(seed: int, spec: StudySpec) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-SAMPLER_MODULES: dict[str, tuple[str, ...]] = {"gp": ("torch",), "gp-tpe": ("torch",)}
+SAMPLER_MODULES: dict[str, tuple[str, ...]] = {"gp": GP_MODULES, "gp-tpe": GP_MODULES}
 """Modules a sampler imports beyond hpo's dependencies, checked by preflight before a
 study starts rather than at the first GP suggestion."""
 

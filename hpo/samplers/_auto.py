@@ -47,9 +47,15 @@ CHOICE_ATTR = "hpo:auto_sampler"
 """Study system attribute: ``{"sampler": "gp-tpe" or "tpe", "reason": ..., "trial": N}``."""
 
 
+GP_MODULES = ("torch",)
+"""What ``gp`` and ``gp-tpe`` import beyond hpo's dependencies (Optuna's GP is written in
+torch)."""
+
+
 def can_choose_gp(spec: StudySpec) -> bool:
     """Whether ``auto`` may choose ``gp-tpe`` for this study, given slow enough trials."""
-    return len(spec.directions) > 1 and importlib.util.find_spec("torch") is not None
+    return len(spec.directions) > 1 and all(
+        importlib.util.find_spec(module) is not None for module in GP_MODULES)
 
 
 def choose(study: optuna.Study, stops_early: bool) -> tuple[str, str] | None:
