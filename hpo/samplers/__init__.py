@@ -47,6 +47,7 @@ import optuna
 
 from hpo.samplers._auto import GP_MODULES, AutoSampler, auto_choice, can_choose_gp
 from hpo.samplers._fallback import ATTR_SAMPLER_ERROR, FallbackOnError
+from hpo.samplers._slow import is_slow
 
 if TYPE_CHECKING:
     from hpo.spec import StudySpec
@@ -136,14 +137,6 @@ SAMPLERS: dict[str, Callable[[int, StudySpec], optuna.samplers.BaseSampler]] = {
     "nsga2": _nsga2,
     "random": _random,
 }
-
-
-def is_slow(sampler: optuna.samplers.BaseSampler) -> bool:
-    """Whether ``sampler`` takes tenths of a second or more per trial (GP), so that a
-    driver with workers elsewhere asks it for the next trial while the running ones run
-    (:mod:`hpo.execution._searcher`). A sampler says so with a ``slow`` attribute; ``auto``
-    once it has chosen ``gp-tpe``."""
-    return bool(getattr(sampler, "slow", False))
 
 
 def create_sampler(spec: StudySpec, session: int = 0) -> optuna.samplers.BaseSampler:

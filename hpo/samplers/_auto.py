@@ -36,6 +36,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.samplers._slow import is_slow
+
 if TYPE_CHECKING:
     from hpo.spec import StudySpec
 
@@ -103,8 +105,8 @@ class AutoSampler(optuna.samplers.BaseSampler):
 
     @property
     def slow(self) -> bool:
-        """Whether it chose ``gp-tpe`` (see ``hpo.samplers.is_slow``)."""
-        return getattr(self._chosen, "slow", False)
+        """Whether it chose ``gp-tpe``."""
+        return is_slow(self._chosen)
 
     def _sampler(self, study: optuna.Study, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
         if self._chosen is not None or trial.number < self._startup_trials:

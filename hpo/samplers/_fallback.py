@@ -21,6 +21,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.samplers._slow import is_slow
 from hpo.settings import redact
 
 ATTR_SAMPLER_ERROR = "sampler_error"
@@ -44,7 +45,7 @@ class FallbackOnError(optuna.samplers.BaseSampler):
 
     @property
     def slow(self) -> bool:
-        return getattr(self.sampler, "slow", False)
+        return is_slow(self.sampler)
 
     def _guard(
         self, study: optuna.Study, trial: FrozenTrial, call: Callable[[], T],
