@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import warnings
@@ -23,7 +22,7 @@ from hpo.provenance import PROVENANCE_ATTR, study_provenance
 from hpo.recovery import Heartbeat, Recovery
 from hpo.samplers import create_sampler
 from hpo.settings import Settings, redact
-from hpo.spec import Constraint, StudySpec
+from hpo.spec import StudySpec
 from hpo.stopping import EarlyStopping, create_stopping
 from hpo.storage import CONSTRAINTS_ATTR, SPEC_ATTR, open_storage, recorded_constraints
 from hpo.storage_retry import RetryingRDBStorage
@@ -246,7 +245,7 @@ def _run(
             run_trials(searcher, spec, settings, runs, connection)
         if searcher.superseded is not None:
             study, superseded = _judge_by_new_constraints(
-                study, spec, settings, tracker, searcher.superseded)
+                study, spec, settings, tracker, searcher.spec)
     finally:
         heartbeat.close()
         if progress is not None:
@@ -268,20 +267,19 @@ def _run(
 
 def _judge_by_new_constraints(
     study: optuna.Study, spec: StudySpec, settings: Settings, tracker: Tracker,
-    constraints: list[str],
+    theirs: StudySpec,
 ) -> tuple[optuna.Study, str]:
-    """Another driver changed the study's constraints to ``constraints`` while this one
-    ran, which then asked for no more trials: its trials that finished since are judged
-    again by them, as that driver judged the others, so every part of hpo reads one set.
-    The study read afresh (Optuna caches finished trials) and the line to end with."""
-    theirs = dataclasses.replace(spec, constraints=tuple(map(Constraint.parse, constraints)))
+    """Another driver changed the study's constraints to those of ``theirs`` while this one
+    ran, which then asked for no more trials: its trials that ended before it noticed are
+    judged again by them, as that driver judged the others, so every part of hpo reads one
+    set. The study read afresh (Optuna caches finished trials) and the line to end with."""
     storage = hpo_storage(study)
     assert storage is not None, "a driver's study is in hpo's storage"
     with study_lock(settings, spec.name):
         rejudge(theirs, storage, study._study_id)
     study = optuna.load_study(study_name=spec.name, storage=storage, sampler=study.sampler)
     tracker.record_verdicts(theirs.constraints, study.get_trials(deepcopy=False))
-    change = f"{_listed(recorded_constraints(spec))} -> {_listed(constraints)}"
+    change = f"{_listed(recorded_constraints(spec))} -> {_listed(recorded_constraints(theirs))}"
     return study, (f"another driver changed the constraints of study {spec.name!r} ({change}) "
                    "while this one ran: it asked for no more trials and judged its own again "
                    "by the new ones; run it again with them to go on")

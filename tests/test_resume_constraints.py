@@ -4,6 +4,7 @@ a range (two bounds on one metric) keeps both in MLflow."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,13 +17,14 @@ import hpo
 from hpo.cli import main
 from hpo.errors import ConfigError
 from hpo.execution import _searcher as searcher_module
+from hpo.execution._searcher import StudySearcher
 from hpo.locking import study_lock
-from hpo.runner import load_study
+from hpo.runner import load_study, restored_stopping
 from hpo.samplers import ATTR_SAMPLER_ERROR
 from hpo.settings import Settings
-from hpo.spec import load_spec
+from hpo.spec import Constraint, load_spec
 from hpo.storage import open_storage
-from hpo.trials import ATTR_METRICS, Outcome, rejudge
+from hpo.trials import ATTR_METRICS, ATTR_REPORTS, ATTR_STOPPED, FINAL, STEP, Outcome, rejudge
 from tests.test_bad_input import GOOD
 
 
@@ -111,6 +113,44 @@ def test_a_driver_whose_constraints_another_driver_changed_stops_and_adopts_them
     logged = json.loads(Path(client.download_artifacts(
         parent.info.run_id, "pareto_front.json", str(workdir))).read_text())
     assert [row["trial"] for row in logged] == list(hpo.pareto_front("study")["trial"])
+
+
+def test_a_superseded_driver_stops_and_judges_its_running_trials_by_the_new_constraints(
+    workdir: Path,
+) -> None:
+    """Two trials run when another driver adds ``f1 >= 90``, a constraint on a metric the
+    old rules never looked at: once this driver notices (at its next ask), the reports its
+    running trials made before count against it, as do those after, and their verdicts are
+    the new constraints'."""
+    spec = load_spec("curves", [("stopping.scheduler", "none"),
+                                ("stopping.infeasible", {"grace_period": 1, "patience": 2})])
+    settings = Settings.resolve()
+    settings.prepare()
+    with study_lock(settings, spec.name):
+        study, _ = load_study(spec, open_storage(settings, create=True, spec=spec))
+    searcher = StudySearcher(study, spec, settings, [], restored_stopping(study, spec))
+    numbers = [searcher.suggest(t)["number"] for t in ("a", "b")]  # type: ignore[index]
+    report = {"exact": 70.0, "HasAns_exact": 60.0, "NoAns_exact": 80.0, "f1": 72.0,
+              "num_params": 1e7}
+    for trial_id in ("a", "b"):
+        assert not searcher.report(trial_id, {**report, STEP: 1})
+    other = dataclasses.replace(
+        spec, constraints=(*spec.constraints, Constraint.parse("f1 >= 90")))
+    with study_lock(settings, spec.name):
+        load_study(other, open_storage(settings, spec=other))  # another driver starts
+    assert searcher.suggest("c") == "FINISHED"  # it notices: no more trials
+    assert searcher.superseded == [*map(str, spec.constraints), "f1 >= 90"]
+    assert searcher.report("a", {**report, STEP: 2})  # f1 short by 18 at reports 1 and 2
+    searcher.on_trial_complete("a", {**report, STEP: 2})
+    searcher.on_trial_complete("b", {**report, STEP: 2, FINAL: True})
+    trials = optuna.load_study(study_name=spec.name, storage=open_storage(settings)).trials
+    stopped, finished = (trials[n] for n in numbers)
+    assert stopped.state == TrialState.PRUNED
+    assert stopped.user_attrs[ATTR_STOPPED] == "infeasible: f1 >= 90"
+    assert stopped.user_attrs[ATTR_REPORTS][0] == report  # every metric kept, not the rules'
+    assert finished.state == TrialState.COMPLETE
+    for trial in (stopped, finished):
+        assert list(trial.constraints.values()) == pytest.approx([-19.5, -55.0, 18.0])
 
 
 def test_a_range_keeps_both_bounds_in_mlflow_also_when_judged_again(

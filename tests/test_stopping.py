@@ -166,15 +166,15 @@ def test_no_rung_stops_a_trial_at_the_end_of_its_training() -> None:
     def stops(stopping: EarlyStopping) -> list[str | None]:
         return [(s := stopping.report(1, {"exact": e})) and s.reason for e in later]
 
-    finished = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 2, 3)], ["exact"])
+    finished = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 2, 3)])
     for _ in range(6):
         assert finished.report(0, {"exact": 70.0}) is None
     finished.finish(0)
     assert stops(finished) == [None] * 6
-    unknown = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 2, 3)], ["exact"])
+    unknown = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 2, 3)])
     unknown.restore(0, [{"exact": 70.0}] * 6)  # not known to have ended: rung 6 judges
     assert stops(unknown) == [None] * 5 + ["asha: rung 6"]
-    resumed = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 2, 3)], ["exact"])
+    resumed = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 2, 3)])
     resumed.restore(0, [{"exact": 70.0}] * 6)
     resumed.finish(0)
     assert stops(resumed) == [None] * 6
@@ -186,9 +186,7 @@ def test_no_rule_stops_a_trial_on_the_last_report_of_its_training() -> None:
     done: counted as stopped early, and COMPLETE-infeasible in all but name)."""
     collapsed = {"HasAns_exact": 0.0, "NoAns_exact": 100.0}
     stopping = EarlyStopping(
-        [DegenerateStop(DegenerateRule(NO_ANSWER.name, NO_ANSWER.when, patience=2))],
-        ["HasAns_exact", "NoAns_exact"],
-    )
+        [DegenerateStop(DegenerateRule(NO_ANSWER.name, NO_ANSWER.when, patience=2))])
     assert stopping.report(0, collapsed) is None  # patience 2
     assert stopping.report(0, collapsed, last=True) is None
     assert stopping.history.of(0) == [collapsed, collapsed]
@@ -331,7 +329,7 @@ def test_default_scheduler_follows_the_number_of_objectives() -> None:
 
 
 def test_resumed_history_counts_at_the_rungs() -> None:
-    stopping = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 1, 2)], ["exact"])
+    stopping = EarlyStopping([ASHA("asha", RungRanking(by_metric(EXACT)), 1, 2)])
     stopping.restore(0, [{"exact": 80.0}, {"exact": 85.0}])
     stop = stopping.report(1, {"exact": 10.0})
     assert stop is not None and stop.reason == "asha: rung 1"

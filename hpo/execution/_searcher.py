@@ -25,6 +25,7 @@ an ask, where waiting for the sampler costs the workers little, do without.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections import deque
@@ -41,8 +42,8 @@ from hpo.locking import study_lock
 from hpo.recovery import Heartbeat
 from hpo.samplers import is_slow
 from hpo.settings import Settings
-from hpo.spec import StudySpec
-from hpo.stopping import EarlyStopping, Stop
+from hpo.spec import Constraint, StudySpec
+from hpo.stopping import EarlyStopping, Stop, create_stopping
 from hpo.storage import CONSTRAINTS_ATTR, recorded_constraints
 from hpo.summary import StudySummary
 from hpo.trials import (
@@ -137,8 +138,9 @@ class StudySearcher(Searcher):
         self.interrupted = False
         self.superseded: list[str] | None = None
         """The study's constraints, once another driver has changed them: this driver
-        then asks for no more trials (:func:`hpo.runner.run_study` judges its own trials
-        again by them)."""
+        then asks for no more trials, judges and stops its running ones by them (``spec``
+        and ``stopping`` change), and :func:`hpo.runner.run_study` judges those that ended
+        before again by them."""
         self._running: dict[str, _Running] = {}
         """By Ray Tune's trial id."""
 
@@ -204,8 +206,11 @@ class StudySearcher(Searcher):
     def _superseded(self) -> bool:
         """Has another driver changed the study's constraints since this one started?"""
         recorded = self.study.user_attrs.get(CONSTRAINTS_ATTR)
-        if recorded != recorded_constraints(self.spec):
+        if recorded is not None and recorded != recorded_constraints(self.spec):
             self.superseded = recorded
+            self.spec = dataclasses.replace(
+                self.spec, constraints=tuple(map(Constraint.parse, recorded)))
+            self.stopping = create_stopping(self.spec, self.stopping.history)
         return self.superseded is not None
 
     def _worth_asking_ahead(self) -> bool:

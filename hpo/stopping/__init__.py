@@ -15,13 +15,15 @@ from hpo.stopping._rules import DEGENERATE, DegenerateStop, InfeasibleStopRule
 
 class EarlyStopping:
     """Keeps every trial's reports and asks the rules, in order, after each report:
-    degenerate-run rules, then the infeasibility rule, then the scheduler."""
+    degenerate-run rules, then the infeasibility rule, then the scheduler.
 
-    def __init__(self, rules: Sequence[StoppingRule], metrics: Sequence[str]) -> None:
+    The history keeps every metric reported, not only those the rules look at: rules built
+    later for other constraints (a study resumed with them, a driver another one
+    superseded) judge the same reports."""
+
+    def __init__(self, rules: Sequence[StoppingRule], history: History | None = None) -> None:
         self.rules = list(rules)
-        self.metrics = tuple(metrics)
-        """The metrics the rules look at: the only ones kept in the history."""
-        self.history = History()
+        self.history = History() if history is None else history
 
     def report(
         self, number: int, metrics: Mapping[str, float], *, last: bool = False
@@ -30,7 +32,7 @@ class EarlyStopping:
         the end of training (``last``, or as many reports as a trial that ran to its end
         made): the trial has done its work, and stopping it would only keep it off the
         Pareto front and count it as stopped early."""
-        budget = self.history.add(number, {k: v for k, v in metrics.items() if k in self.metrics})
+        budget = self.history.add(number, metrics)
         if last or 0 < self.history.trained <= budget:
             return None
         for rule in self.rules:
@@ -60,8 +62,9 @@ def rung_ranking(spec: StudySpec) -> RungRanking:
                        feasible_point(spec.goals, spec.constraints))
 
 
-def create_stopping(spec: StudySpec) -> EarlyStopping:
-    """The study's rules, from its ``stopping:`` section."""
+def create_stopping(spec: StudySpec, history: History | None = None) -> EarlyStopping:
+    """The study's rules, from its ``stopping:`` section; ``history``: the reports so far
+    (a driver's, when the study's constraints changed under it)."""
     settings = spec.stopping
     rules: list[StoppingRule] = [DegenerateStop(rule) for rule in settings.degenerate]
     if settings.infeasible is not None and spec.constraints:
@@ -81,9 +84,7 @@ def create_stopping(spec: StudySpec) -> EarlyStopping:
             ASHA(settings.scheduler, rank, settings.grace_period, settings.reduction_factor,
                  settings.max_budget)
         )
-    metrics = [g.metric for g in spec.goals] + [c.metric for c in spec.constraints]
-    metrics += [c.metric for rule in settings.degenerate for c in rule.when]
-    return EarlyStopping(rules, list(dict.fromkeys(metrics)))
+    return EarlyStopping(rules, history)
 
 
 __all__ = [
