@@ -245,7 +245,7 @@ def _run(
             run_trials(searcher, spec, settings, runs, connection)
         if searcher.superseded is not None:
             study, superseded = _judge_by_new_constraints(
-                study, spec, settings, tracker, searcher.spec)
+                study, spec, settings, tracker, searcher.superseded)
     finally:
         heartbeat.close()
         if progress is not None:
@@ -270,9 +270,9 @@ def _judge_by_new_constraints(
     theirs: StudySpec,
 ) -> tuple[optuna.Study, str]:
     """Another driver changed the study's constraints to those of ``theirs`` while this one
-    ran, which then asked for no more trials: its trials that ended before it noticed are
-    judged again by them, as that driver judged the others, so every part of hpo reads one
-    set. The study read afresh (Optuna caches finished trials) and the line to end with."""
+    ran, which then asked for no more trials: its trials that ended since are judged again
+    by them, as that driver judged the others, so every part of hpo reads one set. The
+    study read afresh (Optuna caches finished trials) and the line to end with."""
     storage = hpo_storage(study)
     assert storage is not None, "a driver's study is in hpo's storage"
     with study_lock(settings, spec.name):

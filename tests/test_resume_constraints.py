@@ -115,13 +115,14 @@ def test_a_driver_whose_constraints_another_driver_changed_stops_and_adopts_them
     assert [row["trial"] for row in logged] == list(hpo.pareto_front("study")["trial"])
 
 
-def test_a_superseded_driver_stops_and_judges_its_running_trials_by_the_new_constraints(
+def test_a_superseded_driver_stops_its_running_trials_by_the_new_constraints(
     workdir: Path,
 ) -> None:
     """Two trials run when another driver adds ``f1 >= 90``, a constraint on a metric the
     old rules never looked at: once this driver notices (at its next ask), the reports its
-    running trials made before count against it, as do those after, and their verdicts are
-    the new constraints'."""
+    running trials made before count against it, as do those after. (They are told by the
+    constraints the driver started with, which its MLflow runs name; ``run_study`` then
+    judges them again by the new ones: the test above.)"""
     spec = load_spec("curves", [("stopping.scheduler", "none"),
                                 ("stopping.infeasible", {"grace_period": 1, "patience": 2})])
     settings = Settings.resolve()
@@ -139,7 +140,8 @@ def test_a_superseded_driver_stops_and_judges_its_running_trials_by_the_new_cons
     with study_lock(settings, spec.name):
         load_study(other, open_storage(settings, spec=other))  # another driver starts
     assert searcher.suggest("c") == "FINISHED"  # it notices: no more trials
-    assert searcher.superseded == [*map(str, spec.constraints), "f1 >= 90"]
+    assert searcher.superseded is not None
+    assert searcher.superseded.constraints == other.constraints
     assert searcher.report("a", {**report, STEP: 2})  # f1 short by 18 at reports 1 and 2
     searcher.on_trial_complete("a", {**report, STEP: 2})
     searcher.on_trial_complete("b", {**report, STEP: 2, FINAL: True})
@@ -149,8 +151,6 @@ def test_a_superseded_driver_stops_and_judges_its_running_trials_by_the_new_cons
     assert stopped.user_attrs[ATTR_STOPPED] == "infeasible: f1 >= 90"
     assert stopped.user_attrs[ATTR_REPORTS][0] == report  # every metric kept, not the rules'
     assert finished.state == TrialState.COMPLETE
-    for trial in (stopped, finished):
-        assert list(trial.constraints.values()) == pytest.approx([-19.5, -55.0, 18.0])
 
 
 def test_a_range_keeps_both_bounds_in_mlflow_also_when_judged_again(

@@ -136,11 +136,10 @@ class StudySearcher(Searcher):
         self.observers = list(observers)
         self.stopping = stopping
         self.interrupted = False
-        self.superseded: list[str] | None = None
-        """The study's constraints, once another driver has changed them: this driver
-        then asks for no more trials, judges and stops its running ones by them (``spec``
-        and ``stopping`` change), and :func:`hpo.runner.run_study` judges those that ended
-        before again by them."""
+        self.superseded: StudySpec | None = None
+        """The study as another driver changed its constraints, once it has: this driver
+        then asks for no more trials, its early stopping goes by them from then on, and
+        :func:`hpo.runner.run_study` judges its trials again by them once they have ended."""
         self._running: dict[str, _Running] = {}
         """By Ray Tune's trial id."""
 
@@ -206,11 +205,10 @@ class StudySearcher(Searcher):
     def _superseded(self) -> bool:
         """Has another driver changed the study's constraints since this one started?"""
         recorded = self.study.user_attrs.get(CONSTRAINTS_ATTR)
-        if recorded is not None and recorded != recorded_constraints(self.spec):
-            self.superseded = recorded
-            self.spec = dataclasses.replace(
+        if recorded is not None and recorded != recorded_constraints(self.superseded or self.spec):
+            self.superseded = dataclasses.replace(
                 self.spec, constraints=tuple(map(Constraint.parse, recorded)))
-            self.stopping = create_stopping(self.spec, self.stopping.history)
+            self.stopping = create_stopping(self.superseded, self.stopping.history)
         return self.superseded is not None
 
     def _worth_asking_ahead(self) -> bool:
