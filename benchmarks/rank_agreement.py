@@ -11,6 +11,10 @@ metric (``num_params``: students of one size; without it, one group):
 - ``best_kept``: the share of groups (at least 3 trials) whose best trial at the end is
   among the best third at report k, as a rung with reduction factor 3 would keep it.
 
+The standing at report k is on the study's first objective, or on ``--early METRIC``
+(``--early-direction minimize`` for a loss), which a trial's stored reports must hold
+(every reported metric, in studies created since hpo stores them all).
+
     python benchmarks/rank_agreement.py distill-squad --trials 100 --seeds 0 --home H
 
 Prints a table and writes JSON (``--out``).
@@ -49,16 +53,16 @@ def finished_curves(
 
 
 def agreement(runs: list[list[dict[str, float]]], report: int, goal: Goal,
-              within: str | None) -> dict[str, Any]:
-    """``spearman`` and ``best_kept`` of ``goal``'s metric at ``report`` (1-based; see the
-    module docstring)."""
-    def better(metrics: dict[str, float]) -> float:  # larger is better
-        return -goal.minimized(metrics[goal.metric])
+              within: str | None, early: Goal | None = None) -> dict[str, Any]:
+    """``spearman`` and ``best_kept`` of ``early``'s metric (default: ``goal``'s) at
+    ``report`` (1-based) against ``goal``'s at the end (see the module docstring)."""
+    def better(metrics: dict[str, float], judged: Goal) -> float:  # larger is better
+        return -judged.minimized(metrics[judged.metric])
 
     groups: dict[float, list[tuple[float, float]]] = defaultdict(list)
     for run in runs:
         key = run[-1][within] if within else 0.0
-        groups[key].append((better(run[report - 1]), better(run[-1])))
+        groups[key].append((better(run[report - 1], early or goal), better(run[-1], goal)))
     weighted = weight = kept = counted = 0
     for pairs in groups.values():
         early, final = pd.Series([p[0] for p in pairs]), pd.Series([p[1] for p in pairs])
@@ -83,17 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--reports", type=int, nargs="+", default=[1, 2, 3, 6, 9])
     parser.add_argument("--within", help="group trials by this final metric (num_params)")
+    parser.add_argument("--early", help="the metric to stand on at report k (default: the "
+                        "study's first objective)")
+    parser.add_argument("--early-direction", choices=["maximize", "minimize"],
+                        default="maximize")
     parser.add_argument("--home", default="storage/benchmarks")
     parser.add_argument("--out", help="JSON file (default: benchmarks/results/rank_agreement_"
                         "STUDY.json)")
     args = parser.parse_args(argv)
     os.environ["HPO_HOME"] = str(Path(args.home).absolute())
+    early = Goal(args.early, args.early_direction) if args.early else None
     rows = []
     for seed in args.seeds:
         runs, goal = finished_curves(args.study, seed, args.trials)
-        rows += [{"seed": seed, **agreement(runs, k, goal, args.within)}
+        rows += [{"seed": seed, **agreement(runs, k, goal, args.within, early)}
                  for k in args.reports if runs and k <= len(runs[0])]
-    print(f"{goal.metric}: report k against the last report"
+    print(f"{(early or goal).metric} at report k against {goal.metric} at the last report"
           + (f", within equal {args.within}" if args.within else ""))
     print_table(rows)
     print()

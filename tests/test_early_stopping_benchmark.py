@@ -80,3 +80,8 @@ def test_rank_agreement_judges_early_reports_within_a_size() -> None:
     # a metric to minimize: the same agreement, its best trial the lowest at the end
     assert agreement(runs, 2, EXACT_MIN, "num_params")["spearman"] == 1.0
     assert agreement(runs, 1, EXACT_MIN, "num_params")["best_kept"] == 0.0
+    # standing on another metric early (a loss: lower is better) against exact at the end:
+    # here a loss that already orders each size's students as they end
+    lossy = [[{**r, "loss": 100 - one[-1]["exact"]} for r in one] for one in runs]
+    early = agreement(lossy, 1, EXACT, "num_params", early=Goal("loss", "minimize"))
+    assert early["spearman"] == 1.0 and early["best_kept"] == 1.0
