@@ -65,12 +65,12 @@ def agreement(runs: list[list[dict[str, float]]], report: int, goal: Goal,
         groups[key].append((better(run[report - 1], early or goal), better(run[-1], goal)))
     weighted = weight = kept = counted = 0
     for pairs in groups.values():
-        early, final = pd.Series([p[0] for p in pairs]), pd.Series([p[1] for p in pairs])
-        if len(pairs) >= 4 and early.nunique() > 1 and final.nunique() > 1:
-            weighted += len(pairs) * early.corr(final, method="spearman")
+        then, final = pd.Series([p[0] for p in pairs]), pd.Series([p[1] for p in pairs])
+        if len(pairs) >= 4 and then.nunique() > 1 and final.nunique() > 1:
+            weighted += len(pairs) * then.corr(final, method="spearman")
             weight += len(pairs)
         if len(pairs) >= 3:
-            standing = early.rank(ascending=False, method="max")[int(final.idxmax())]
+            standing = then.rank(ascending=False, method="max")[int(final.idxmax())]
             kept += int(standing <= math.ceil(len(pairs) / 3))
             counted += 1
     return {"report": report,

@@ -4,7 +4,6 @@ a range (two bounds on one metric) keeps both in MLflow."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from hpo.locking import study_lock
 from hpo.runner import load_study, restored_stopping
 from hpo.samplers import ATTR_SAMPLER_ERROR
 from hpo.settings import Settings
-from hpo.spec import Constraint, load_spec
+from hpo.spec import load_spec
 from hpo.storage import open_storage
 from hpo.trials import ATTR_METRICS, ATTR_REPORTS, ATTR_STOPPED, FINAL, STEP, Outcome, rejudge
 from tests.test_bad_input import GOOD
@@ -123,8 +122,9 @@ def test_a_superseded_driver_stops_its_running_trials_by_the_new_constraints(
     running trials made before count against it, as do those after. (They are told by the
     constraints the driver started with, which its MLflow runs name; ``run_study`` then
     judges them again by the new ones: the test above.)"""
-    spec = load_spec("curves", [("stopping.scheduler", "none"),
-                                ("stopping.infeasible", {"grace_period": 1, "patience": 2})])
+    stopping = [("stopping.scheduler", "none"),
+                ("stopping.infeasible", {"grace_period": 1, "patience": 2})]
+    spec = load_spec("curves", stopping)
     settings = Settings.resolve()
     settings.prepare()
     with study_lock(settings, spec.name):
@@ -135,8 +135,8 @@ def test_a_superseded_driver_stops_its_running_trials_by_the_new_constraints(
               "num_params": 1e7}
     for trial_id in ("a", "b"):
         assert not searcher.report(trial_id, {**report, STEP: 1})
-    other = dataclasses.replace(
-        spec, constraints=(*spec.constraints, Constraint.parse("f1 >= 90")))
+    other = load_spec("curves", [*stopping, ("constraints", [
+        *map(str, spec.constraints), "f1 >= 90"])])
     with study_lock(settings, spec.name):
         load_study(other, open_storage(settings, spec=other))  # another driver starts
     assert searcher.suggest("c") == "FINISHED"  # it notices: no more trials

@@ -25,13 +25,12 @@ an ask, where waiting for the sampler costs the workers little, do without.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import optuna
@@ -206,7 +205,7 @@ class StudySearcher(Searcher):
         """Has another driver changed the study's constraints since this one started?"""
         recorded = self.study.user_attrs.get(CONSTRAINTS_ATTR)
         if recorded is not None and recorded != recorded_constraints(self.superseded or self.spec):
-            self.superseded = dataclasses.replace(
+            self.superseded = replace(
                 self.spec, constraints=tuple(map(Constraint.parse, recorded)))
             self.stopping = create_stopping(self.superseded, self.stopping.history)
         return self.superseded is not None
